@@ -1,0 +1,192 @@
+"""One typed configuration object, made of sections, loaded once at the entry point.
+
+Precedence, lowest to highest: the defaults below < a YAML config file < environment
+variables < explicit overrides (command-line options, flow parameters).
+
+Environment variables are named ``LSTM_PIPELINE_<SECTION>__<FIELD>``, for example
+``LSTM_PIPELINE_MODEL__HIDDEN_SIZE=128`` or ``LSTM_PIPELINE_LAKE__ROOT=/srv/lake``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "BacktestConfig",
+    "DataConfig",
+    "LakeConfig",
+    "ModelConfig",
+    "PipelineConfig",
+    "PolicyConfig",
+    "RegistryConfig",
+    "TrainConfig",
+    "WindowConfig",
+    "ENV_PREFIX",
+    "load_config",
+    "season_length_for",
+]
+
+ENV_PREFIX = "LSTM_PIPELINE_"
+
+# Season length per pandas frequency alias, used by seasonal naive and MASE.
+_SEASON_LENGTHS = {
+    "MS": 12, "ME": 12, "M": 12, "QS": 4, "QE": 4, "Q": 4,
+    "W": 52, "D": 7, "B": 5, "h": 24, "H": 24, "min": 60, "YS": 1, "YE": 1, "Y": 1,
+}
+
+
+def season_length_for(freq: str) -> int:
+    """Season length for a pandas frequency alias ('MS' -> 12, 'D' -> 7, 'h' -> 24)."""
+    base = freq.split("-")[0].lstrip("0123456789") or freq
+    return _SEASON_LENGTHS.get(base, 1)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakeConfig(_Section):
+    """Where the Delta tables live: a local folder or an object-store URI."""
+
+    root: str = "data/lake"
+    storage_options: dict[str, str] = Field(default_factory=dict)
+
+
+class DataConfig(_Section):
+    """How incoming files map onto the long format ``unique_id, ds, y``."""
+
+    id_col: str = "unique_id"
+    time_col: str = "ds"
+    target_col: str = "y"
+    covariates: tuple[str, ...] = ()
+    # None: inferred on the first ingest and then fixed for the lake.
+    freq: str | None = None
+    season_length: int | None = None
+    csv_delimiter: str = ","
+
+
+class WindowConfig(_Section):
+    lookback: int = Field(24, ge=1)
+    horizon: int = Field(12, ge=1)
+
+
+class ModelConfig(_Section):
+    """Options of the global LSTM; each maps onto ``torch.nn.LSTM``."""
+
+    hidden_size: int = Field(64, ge=1)
+    num_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    bidirectional: bool = False
+    proj_size: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _proj_below_hidden(self) -> ModelConfig:
+        if self.proj_size >= self.hidden_size:
+            raise ValueError("model.proj_size must be smaller than model.hidden_size")
+        return self
+
+
+class TrainConfig(_Section):
+    max_epochs: int = Field(200, ge=1)
+    # None: 256 on CPU, 4096 on CUDA.
+    batch_size: int | None = Field(None, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    patience: int = Field(15, ge=1)
+    loss: Literal["mae", "mse", "huber"] = "mae"
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Fine-tuning: the same code path, started from the champion, with its own budget.
+    finetune_epochs: int = Field(30, ge=1)
+    finetune_lr: float = Field(1e-3, gt=0)
+
+
+class BacktestConfig(_Section):
+    """Rolling-origin evaluation over the last ``n_windows`` cutoffs, ``step`` apart."""
+
+    n_windows: int = Field(3, ge=1)
+    step: int = Field(12, ge=1)
+
+
+class RegistryConfig(_Section):
+    model_name: str = "lstm-forecaster"
+    experiment: str = "lstm-pipeline"
+    # None: MLFLOW_TRACKING_URI if set, else a SQLite store inside the lake root.
+    tracking_uri: str | None = None
+    # A challenger must beat the champion's MASE by this relative margin (0.02 = 2 %).
+    promotion_margin: float = Field(0.0, ge=0)
+
+
+class PolicyConfig(_Section):
+    """When the scheduled run retrains, fine-tunes or skips training."""
+
+    max_champion_age_days: float = Field(90.0, gt=0)
+    # Retrain when live MASE exceeds backtest MASE by this factor.
+    degradation_ratio: float = Field(1.5, gt=1)
+
+
+class PipelineConfig(_Section):
+    lake: LakeConfig = LakeConfig()
+    data: DataConfig = DataConfig()
+    window: WindowConfig = WindowConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    backtest: BacktestConfig = BacktestConfig()
+    registry: RegistryConfig = RegistryConfig()
+    policy: PolicyConfig = PolicyConfig()
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> PipelineConfig:
+        """A validated copy with nested ``{"section": {"field": value}}`` overrides."""
+        return PipelineConfig.model_validate(_deep_merge(self.model_dump(), overrides))
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineConfig:
+    """Build the configuration: defaults < YAML file < environment < overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+        values = _deep_merge(values, loaded)
+    values = _deep_merge(values, _env_values(os.environ if environ is None else environ))
+    values = _deep_merge(values, overrides or {})
+    return PipelineConfig.model_validate(values)
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``LSTM_PIPELINE_MODEL__HIDDEN_SIZE=128`` -> ``{"model": {"hidden_size": "128"}}``.
+
+    Values stay strings; pydantic coerces them ("128" -> 128, "true" -> True) and
+    list-valued fields take JSON-free comma lists ("open,high" -> ("open", "high")).
+    """
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        section, field = key[len(ENV_PREFIX):].lower().split("__", 1)
+        value: Any = raw
+        if field == "covariates":
+            value = tuple(v.strip() for v in raw.split(",") if v.strip())
+        out.setdefault(section, {})[field] = value
+    return out
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,209 @@
+"""Fit or fine-tune the global LSTM: one code path, device and precision chosen here.
+
+Training uses the last ``horizon`` points of every series (that is long enough) as a
+time-based validation split for early stopping; the best epoch's weights are kept.
+Fine-tuning is the same function started from a checkpoint, with its own epochs and
+learning rate. Side effects (logging to MLflow, progress) go through callbacks.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from lstm_pipeline.checkpoint import Checkpoint, build_panel, fit_scalers
+from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.model import LSTMForecaster
+from lstm_pipeline.windows import gather, window_starts
+
+__all__ = ["EpochLog", "TrainResult", "fit", "pick_device", "default_batch_size"]
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["retrain", "finetune"]
+# A loss this many times the first epoch's marks a run that blew up.
+_EXPLODED = 1e3
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    lr: float
+    seconds: float
+
+
+Callback = Callable[[EpochLog], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Checkpoint
+    mode: Mode
+    history: tuple[EpochLog, ...]
+    best_epoch: int
+    steps: int
+    device: str
+    diverged: bool
+    n_train_windows: int
+    n_val_windows: int
+    seconds: float
+    skipped_series: dict[str, str] = field(default_factory=dict)
+
+
+def pick_device(setting: str = "auto") -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def default_batch_size(device: torch.device) -> int:
+    # Small CPU batches converge in fewer passes; the GPU needs large ones to stay busy.
+    return 4096 if device.type == "cuda" else 256
+
+
+def fit(
+    frame: pd.DataFrame,
+    cfg: PipelineConfig,
+    freq: str,
+    init: Checkpoint | None = None,
+    callbacks: Sequence[Callback] = (),
+    meta: dict[str, str] | None = None,
+) -> TrainResult:
+    """Train on ``frame`` (long format, sorted, training rows only) and return the result.
+
+    With ``init`` the run fine-tunes: weights and scaler statistics start from the
+    checkpoint, and ``train.finetune_epochs`` / ``train.finetune_lr`` apply.
+    """
+    started = time.perf_counter()
+    tc, L, H = cfg.train, cfg.window.lookback, cfg.window.horizon
+    mode: Mode = "finetune" if init is not None else "retrain"
+    torch.manual_seed(tc.seed)
+    device = pick_device(tc.device)
+    season = cfg.data.season_length or season_length_for(freq)
+    covariates = tuple(cfg.data.covariates)
+
+    frame = frame.sort_values(["unique_id", "ds"], ignore_index=True)
+    lengths = frame.groupby("unique_id", sort=True).size()
+    too_short = lengths[lengths < L + H]
+    skipped = {str(u): f"{n} points, needs at least {L + H} (lookback + horizon)" for u, n in too_short.items()}
+    frame = frame[~frame["unique_id"].isin(too_short.index)]
+    lengths = lengths.drop(too_short.index)
+    if lengths.empty:
+        raise ValueError(f"no series has the {L + H} points (lookback {L} + horizon {H}) needed to train")
+
+    # Validation: the last H points of each series long enough to also keep one
+    # training window; their values are held out of the scaler fit too.
+    n = lengths.to_numpy()
+    val_begin = np.where(n >= L + 2 * H, n - H, n)
+    position = frame.groupby("unique_id", sort=True).cumcount().to_numpy()
+    fit_rows = position < np.repeat(val_begin, n)
+    scaler, cov_scalers = fit_scalers(frame[fit_rows], covariates, base=init)
+    panel = build_panel(frame, scaler, cov_scalers, season, covariates)
+
+    values = torch.from_numpy(panel.values).to(device)
+    train_idx = torch.from_numpy(window_starts(panel, L, H, target_end=val_begin)).to(device)
+    val_idx = torch.from_numpy(window_starts(panel, L, H, target_end=n, target_begin=val_begin)).to(device)
+
+    net = LSTMForecaster(panel.values.shape[1], H, season_length=season, **cfg.model.model_dump()).to(device)
+    if init is not None:
+        net.load_state_dict(init.state_dict)
+    epochs = tc.finetune_epochs if init is not None else tc.max_epochs
+    lr = tc.finetune_lr if init is not None else tc.lr
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tc.weight_decay)
+    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(tc.patience // 3, 1))
+    loss_fn = {"mae": nn.L1Loss(), "mse": nn.MSELoss(), "huber": nn.HuberLoss(delta=1.0)}[tc.loss]
+    batch = tc.batch_size or default_batch_size(device)
+    generator = torch.Generator(device=device).manual_seed(tc.seed)
+    amp = device.type == "cuda"
+
+    history: list[EpochLog] = []
+    best_state, best_loss, best_epoch, steps, diverged = None, math.inf, 0, 0, False
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        order = train_idx[torch.randperm(len(train_idx), device=device, generator=generator)]
+        total = 0.0
+        for i in range(0, len(order), batch):
+            x, y = gather(values, order[i : i + batch], L, H)  # [B, L, F], [B, H]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(net(x).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+            optimizer.step()
+            total += float(loss.detach()) * len(x)
+            steps += 1
+        train_loss = total / max(len(order), 1)
+        val_loss = _evaluate(net, values, val_idx, L, H, loss_fn, batch, amp) if len(val_idx) else train_loss
+        history.append(EpochLog(epoch, train_loss, val_loss, optimizer.param_groups[0]["lr"], time.perf_counter() - t0))
+        for callback in callbacks:
+            callback(history[-1])
+
+        if not math.isfinite(train_loss) or train_loss > _EXPLODED * max(history[0].train_loss, 1e-6):
+            log.warning("training diverged at epoch %d (train loss %s)", epoch, train_loss)
+            diverged = True
+            break
+        schedule.step(val_loss)
+        if val_loss < best_loss - 1e-6:
+            best_state, best_loss, best_epoch = copy.deepcopy(net.state_dict()), val_loss, epoch
+        elif epoch - best_epoch >= tc.patience:
+            break
+
+    if best_state is None:  # diverged before any usable epoch: keep what there is, flagged
+        best_state, diverged = net.state_dict(), True
+    checkpoint = Checkpoint(
+        model=cfg.model,
+        window=cfg.window,
+        freq=freq,
+        season_length=season,
+        covariates=covariates,
+        scaler=scaler,
+        cov_scalers=cov_scalers,
+        state_dict={k: v.detach().cpu() for k, v in best_state.items()},
+        meta=dict(meta or {}),
+    )
+    return TrainResult(
+        checkpoint=checkpoint,
+        mode=mode,
+        history=tuple(history),
+        best_epoch=best_epoch,
+        steps=steps,
+        device=str(device),
+        diverged=diverged,
+        n_train_windows=len(train_idx),
+        n_val_windows=len(val_idx),
+        seconds=time.perf_counter() - started,
+        skipped_series=skipped,
+    )
+
+
+@torch.no_grad()
+def _evaluate(
+    net: LSTMForecaster,
+    values: torch.Tensor,
+    idx: torch.Tensor,
+    lookback: int,
+    horizon: int,
+    loss_fn: nn.Module,
+    batch: int,
+    amp: bool,
+) -> float:
+    net.eval()
+    total = 0.0
+    for i in range(0, len(idx), batch):
+        x, y = gather(values, idx[i : i + batch], lookback, horizon)
+        with torch.autocast(values.device.type, dtype=torch.bfloat16, enabled=amp):
+            total += float(loss_fn(net(x).float(), y)) * len(x)
+    return total / len(idx)
