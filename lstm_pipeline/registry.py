@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -194,7 +195,9 @@ class TrainingRun:
             path = Path(tmp) / "checkpoint.pt"
             checkpoint.save(path)
             output = predict(checkpoint, example, device="cpu").frame
-            with mlflow.start_run(run_id=self.run_id):
+            with mlflow.start_run(run_id=self.run_id), warnings.catch_warnings():
+                # The output's integer `step` column never holds missing values.
+                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=ForecastModel(),

@@ -148,6 +148,10 @@ def fit(
         train_loss = total / max(len(order), 1)
         val_loss = _evaluate(net, values, val_idx, L, H, loss_fn, batch, amp) if len(val_idx) else train_loss
         history.append(EpochLog(epoch, train_loss, val_loss, optimizer.param_groups[0]["lr"], time.perf_counter() - t0))
+        log.info(
+            "epoch %d/%d: train %.4f, validation %.4f (%s, %.1fs)", epoch, epochs, train_loss, val_loss,
+            mode, history[-1].seconds,
+        )
         for callback in callbacks:
             callback(history[-1])
 

@@ -1,0 +1,38 @@
+"""Train flow: the policy decides, then train or fine-tune, backtest, register, gate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow, task
+from prefect.artifacts import create_link_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import publish_markdown, publish_table, resolve_config
+from lstm_pipeline import steps
+from lstm_pipeline.config import PipelineConfig
+
+Mode = Literal["auto", "retrain", "finetune"]
+
+
+@task(cache_policy=NO_CACHE)
+def train_and_gate(cfg: PipelineConfig, mode: Mode) -> steps.TrainOutcome:
+    return steps.run_training(cfg, mode)
+
+
+@flow(name="train", timeout_seconds=6 * 3600)
+def train_flow(
+    mode: Mode = "auto", config: PipelineConfig | None = None, config_file: str | None = None
+) -> dict[str, object]:
+    cfg = resolve_config(config, config_file)
+    outcome = train_and_gate(cfg, mode)
+    publish_markdown("training-decision", f"```\n{outcome.summary()}\n```", "Training decision and gate")
+    if outcome.comparison is not None:
+        publish_table("backtest-metrics", outcome.comparison, "Backtest metrics on identical windows")
+    if outcome.run_id and outcome.tracking_uri.startswith("http"):
+        create_link_artifact(
+            key="mlflow-run", link=f"{outcome.tracking_uri.rstrip('/')}/#/runs/{outcome.run_id}",
+            description=f"MLflow run of model version {outcome.version}",
+        )
+    return {"action": outcome.decision.action, "version": outcome.version, "run_id": outcome.run_id,
+            "promoted": bool(outcome.promotion and outcome.promotion.promote)}

@@ -1,0 +1,311 @@
+"""Every read and write of tables: Delta Lake tables under one root (local folder or URI).
+
+No other module touches Parquet or Delta. Each write is ONE atomic Delta commit, so a
+crash leaves the previous version intact, and earlier versions stay readable (time
+travel) for lineage: a model records the ``series`` version it was trained on.
+
+Tables (one folder each under the root):
+
+* ``series``      key (unique_id, ds): merge-upserted by ingest; columns unique_id (str),
+  ds (timestamp, tz-naive UTC), y (float64), covariates (float64) and the lineage
+  columns ``batch_id`` and ``ingested_at``.
+* ``quarantine``  key (batch_id, row): rejected input rows with their reason.
+* ``batches``     key content_hash: one row per ingested source file, with its ``freq``.
+* ``forecasts``, ``accuracy``: written by forecast and monitor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+from lstm_pipeline.config import LakeConfig
+
+__all__ = [
+    "ACCURACY",
+    "BATCHES",
+    "FORECASTS",
+    "LINEAGE_COLUMNS",
+    "QUARANTINE",
+    "SERIES",
+    "Lake",
+    "LakeError",
+    "WriteResult",
+]
+
+SERIES, QUARANTINE, BATCHES, FORECASTS, ACCURACY = (
+    "series", "quarantine", "batches", "forecasts", "accuracy",
+)
+# Written by ingest on every series row; dropped by ``read_series``.
+LINEAGE_COLUMNS = ("batch_id", "ingested_at")
+
+_log = logging.getLogger(__name__)
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# Concurrent writers (two flow runs, a backfill) make merges fail with CommitFailedError;
+# the merge is then recomputed against the new table state, a few times with jitter.
+_MAX_ATTEMPTS = 8
+_BACKOFF_S = 0.05
+
+
+class LakeError(Exception):
+    """A table could not be read or written; the message names the table."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one write did.
+
+    ``version`` is the table version after the write; unchanged if nothing was written,
+    and -1 if nothing was written and the table still does not exist.
+    """
+
+    table: str
+    version: int
+    inserted: int
+    updated: int
+    unchanged: int  # source rows that matched an existing row with equal compare values
+
+
+class Lake:
+    """Delta tables under ``root``: a local folder (made absolute) or an object-store URI."""
+
+    def __init__(self, root: str | Path, storage_options: Mapping[str, str] | None = None) -> None:
+        text = os.fspath(root)
+        # Local paths are made absolute so that a flow's working directory does not matter.
+        self.root: str = text.rstrip("/") if "://" in text else os.path.abspath(text)
+        self._options: dict[str, str] | None = dict(storage_options) if storage_options else None
+
+    @classmethod
+    def from_config(cls, cfg: LakeConfig) -> Lake:
+        return cls(cfg.root, cfg.storage_options)
+
+    def __repr__(self) -> str:
+        return f"Lake({self.root!r})"
+
+    # -- reading ----------------------------------------------------------------------
+
+    def uri(self, table: str) -> str:
+        if not _TABLE_NAME.match(table):
+            raise LakeError(f"invalid table name {table!r}")
+        return f"{self.root}/{table}"
+
+    def exists(self, table: str) -> bool:
+        try:
+            return bool(DeltaTable.is_deltatable(self.uri(table), self._options))
+        except DeltaError as exc:
+            raise LakeError(f"{table}: cannot check {self.uri(table)}: {exc}") from exc
+
+    def version(self, table: str) -> int | None:
+        """The table's latest version, None if the table does not exist."""
+        if not self.exists(table):
+            return None
+        return self._open(table).version()
+
+    def columns(self, table: str) -> list[str]:
+        """Column names of the table's latest version; empty if it does not exist."""
+        if not self.exists(table):
+            return []
+        return [field.name for field in self._open(table).schema().fields]
+
+    def read(
+        self, table: str, version: int | None = None, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """The table (at ``version``, default latest) as a DataFrame.
+
+        A table that does not exist reads as an empty frame (with ``columns`` if given).
+        """
+        if not self.exists(table):
+            return pd.DataFrame(columns=list(columns) if columns is not None else None)
+        dt = self._open(table, version)
+        try:
+            return dt.to_pandas(columns=list(columns) if columns is not None else None)
+        except (DeltaError, pa.ArrowException, ValueError) as exc:
+            raise LakeError(f"{table}: cannot read columns {columns}: {exc}") from exc
+
+    def read_series(self, version: int | None = None) -> pd.DataFrame:
+        """The series table in the data contract, sorted by (unique_id, ds).
+
+        Columns unique_id (str), ds (datetime64, tz-naive UTC), y (float64) and the
+        covariates; lineage columns are dropped. Empty (with those three columns) if
+        the table does not exist.
+        """
+        if not self.exists(SERIES):
+            return pd.DataFrame({
+                "unique_id": pd.Series(dtype="str"),
+                "ds": pd.Series(dtype="datetime64[us]"),
+                "y": pd.Series(dtype="float64"),
+            })
+        frame = self.read(SERIES, version=version)
+        frame = frame.drop(columns=[c for c in LINEAGE_COLUMNS if c in frame.columns])
+        frame["y"] = frame["y"].astype("float64")
+        return frame.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
+
+    def history(self, table: str) -> list[dict[str, Any]]:
+        """Delta commit history, newest first; empty if the table does not exist."""
+        if not self.exists(table):
+            return []
+        entries = self._open(table).history()
+        return sorted(entries, key=lambda entry: int(entry.get("version", -1)), reverse=True)
+
+    def freq(self) -> str | None:
+        """The lake's frequency as recorded by ingest in ``batches``; None on a new lake."""
+        if "freq" not in self.columns(BATCHES):
+            return None
+        frame = self.read(BATCHES, columns=["freq", "ingested_at"])
+        frame = frame[frame["freq"].notna() & (frame["freq"] != "")]
+        if frame.empty:
+            return None
+        return str(frame.sort_values("ingested_at", kind="stable")["freq"].iloc[-1])
+
+    # -- writing ----------------------------------------------------------------------
+
+    def upsert(
+        self,
+        table: str,
+        df: pd.DataFrame,
+        keys: Sequence[str],
+        compare: Sequence[str] | None = None,
+    ) -> WriteResult:
+        """Merge ``df`` into ``table`` on ``keys`` in ONE atomic commit.
+
+        New keys are inserted; rows whose key exists and whose ``compare`` columns
+        (default: every non-key column) differ are updated in all non-key columns;
+        equal ones are not rewritten and count as unchanged. Nothing changed: no commit.
+        The first write creates the table. ``df`` must not repeat a key. Concurrent
+        commits are retried with backoff; LakeError if they keep conflicting.
+        """
+        keys = list(keys)
+        missing = [k for k in keys if k not in df.columns]
+        if not keys or missing:
+            raise LakeError(f"{table}: upsert needs key columns in the frame, missing {missing or keys}")
+        repeated = df.duplicated(keys)
+        if repeated.any():
+            example = df.loc[repeated, keys].iloc[0].tolist()
+            raise LakeError(f"{table}: upsert source repeats keys {keys}, e.g. {example}")
+        others = [c for c in df.columns if c not in keys]
+        compare = others if compare is None else list(compare)
+        if df.empty:
+            return WriteResult(table, self._version_or_minus_one(table), 0, 0, 0)
+        data = _to_arrow(df)
+        for attempt in range(_MAX_ATTEMPTS):
+            try:
+                if not self.exists(table) and self._create(table, data):
+                    result = WriteResult(table, self._open(table).version(), len(df), 0, 0)
+                else:
+                    result = self._merge(table, data, keys, others, compare)
+            except CommitFailedError as exc:
+                _log.info("%s: concurrent commit (attempt %d): %s", table, attempt + 1, exc)
+                time.sleep(_BACKOFF_S * 2**attempt * (1 + random.random()))
+                continue
+            except (DeltaError, pa.ArrowException, ValueError) as exc:
+                raise LakeError(f"{table}: upsert failed: {exc}") from exc
+            _log.info("%s: upsert -> %s", table, result)
+            return result
+        raise LakeError(f"{table}: upsert kept conflicting with concurrent commits ({_MAX_ATTEMPTS} attempts)")
+
+    def append(self, table: str, df: pd.DataFrame) -> WriteResult:
+        """Append ``df`` to ``table`` in one commit (creating it); an empty frame writes nothing.
+
+        New columns are added to the table schema; retried on concurrent-commit conflicts.
+        """
+        if df.empty:
+            return WriteResult(table, self._version_or_minus_one(table), 0, 0, 0)
+        data = _to_arrow(df)
+        for attempt in range(_MAX_ATTEMPTS):
+            try:
+                if not self.exists(table) and self._create(table, data):
+                    version = self._open(table).version()
+                else:
+                    dt = self._open(table)
+                    write_deltalake(dt, data, mode="append", schema_mode="merge")
+                    version = dt.version()
+            except CommitFailedError as exc:
+                _log.info("%s: concurrent commit (attempt %d): %s", table, attempt + 1, exc)
+                time.sleep(_BACKOFF_S * 2**attempt * (1 + random.random()))
+                continue
+            except (DeltaError, pa.ArrowException, ValueError) as exc:
+                raise LakeError(f"{table}: append failed: {exc}") from exc
+            _log.info("%s: appended %d rows -> version %d", table, len(df), version)
+            return WriteResult(table, version, len(df), 0, 0)
+        raise LakeError(f"{table}: append kept conflicting with concurrent commits ({_MAX_ATTEMPTS} attempts)")
+
+    # -- internals --------------------------------------------------------------------
+
+    def _open(self, table: str, version: int | None = None) -> DeltaTable:
+        try:
+            return DeltaTable(self.uri(table), version=version, storage_options=self._options)
+        except DeltaError as exc:
+            at = "" if version is None else f" at version {version}"
+            raise LakeError(f"{table}: cannot open {self.uri(table)}{at}: {exc}") from exc
+
+    def _version_or_minus_one(self, table: str) -> int:
+        version = self.version(table)
+        return -1 if version is None else version
+
+    def _create(self, table: str, data: pa.Table) -> bool:
+        """Create the table with ``data``; False if another writer created it first."""
+        try:
+            write_deltalake(self.uri(table), data, mode="error", storage_options=self._options)
+        except DeltaError:
+            if self.exists(table):
+                return False  # lost the race: merge into the other writer's table instead
+            raise
+        return True
+
+    def _merge(
+        self, table: str, data: pa.Table, keys: list[str], others: list[str], compare: list[str]
+    ) -> WriteResult:
+        dt = self._open(table)
+        target_columns = {field.name for field in dt.schema().fields}
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        merger = dt.merge(
+            data, predicate=on, source_alias="s", target_alias="t", merge_schema=True,
+        )
+        if others and compare:
+            if all(c in target_columns for c in compare):
+                changed: str | None = " OR ".join(
+                    # parenthesised: delta-rs 1.6 mis-parses `a IS DISTINCT FROM b OR ...`
+                    f"(t.`{c}` IS DISTINCT FROM s.`{c}`)" for c in compare
+                )
+            else:
+                changed = None  # a compare column is new to the table: every match differs
+            merger = merger.when_matched_update({f"`{c}`": f"s.`{c}`" for c in others}, changed)
+        # delta-rs makes no commit when a merge neither inserts nor updates (checked on 1.6).
+        metrics = merger.when_not_matched_insert_all().execute()
+        inserted = int(metrics["num_target_rows_inserted"])
+        updated = int(metrics["num_target_rows_updated"])
+        unchanged = int(metrics["num_source_rows"]) - inserted - updated
+        return WriteResult(table, dt.version(), inserted, updated, unchanged)
+
+
+def _to_arrow(df: pd.DataFrame) -> pa.Table:
+    """The frame as Arrow, with timestamps in microseconds (Delta's only resolution)."""
+    data = pa.Table.from_arrays([_column_to_arrow(col) for _, col in df.items()], names=[str(c) for c in df.columns])
+    fields = []
+    for field in data.schema:
+        if pa.types.is_timestamp(field.type) and field.type.unit != "us":
+            field = field.with_type(pa.timestamp("us", tz=field.type.tz))
+        fields.append(field)
+    # safe=False: sub-microsecond parts are truncated rather than failing the write.
+    return data.cast(pa.schema(fields), safe=False)
+
+
+def _column_to_arrow(col: pd.Series) -> pa.Array:
+    # pyarrow's pandas conversion calls Series.values on tz-aware columns, which pandas 3
+    # deprecates: hand it the UTC instants and the zone instead.
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        utc = col.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+        return pa.array(utc, type=pa.timestamp(col.dtype.unit, tz=str(col.dtype.tz)), from_pandas=True)
+    return pa.array(col, from_pandas=True)
