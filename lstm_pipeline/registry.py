@@ -11,7 +11,8 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -38,6 +39,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # What loading the model needs; given explicitly so logging never infers them (slow).
 _RUNTIME_PACKAGES = ("torch", "pandas", "numpy", "pydantic", "pyyaml")
+_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 class ForecastModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
@@ -93,9 +95,6 @@ class Registry:
     def __init__(self, cfg: RegistryConfig, lake_root: str) -> None:
         self.uri = resolve_tracking_uri(cfg, lake_root)
         self.name = cfg.model_name
-        # pyfunc logging and loading use MLflow's process-wide URI; set it to ours.
-        mlflow.set_tracking_uri(self.uri)
-        mlflow.set_registry_uri(self.uri)
         self.client = MlflowClient(self.uri, self.uri)
         local = self.uri.startswith("sqlite:") and "://" not in lake_root
         artifacts = (Path(lake_root).resolve() / "mlartifacts").as_uri() if local else None
@@ -132,7 +131,8 @@ class Registry:
         info = self.version(alias)
         if info is None:
             return None
-        model = mlflow.pyfunc.load_model(f"models:/{self.name}@{alias}")
+        with _pointed_at(self.uri):
+            model = mlflow.pyfunc.load_model(f"models:/{self.name}@{alias}")
         wrapper = model.unwrap_python_model()
         assert isinstance(wrapper, ForecastModel)
         return wrapper, info
@@ -195,7 +195,7 @@ class TrainingRun:
             path = Path(tmp) / "checkpoint.pt"
             checkpoint.save(path)
             output = predict(checkpoint, example, device="cpu").frame
-            with mlflow.start_run(run_id=self.run_id), warnings.catch_warnings():
+            with _pointed_at(self.registry.uri), mlflow.start_run(run_id=self.run_id), warnings.catch_warnings():
                 # The output's integer `step` column never holds missing values.
                 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
                 info = mlflow.pyfunc.log_model(
@@ -213,6 +213,30 @@ class TrainingRun:
 
     def finish(self, failed: bool = False) -> None:
         self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
+
+
+@contextmanager
+def _pointed_at(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide URIs at ``uri`` for one fluent call, then put them back.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the environment;
+    left there, it would silently redirect the next pipeline run in this process (a
+    long-lived worker, a test session) to this run's store.
+    """
+    saved_env = {key: os.environ.get(key) for key in _URI_ENV}
+    saved = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved[0])
+        mlflow.set_registry_uri(saved[1])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _pip_requirements() -> list[str]:

@@ -48,15 +48,15 @@ def calendar_features(ds: pd.DatetimeIndex | pd.Series, season_length: int) -> n
     idx = pd.DatetimeIndex(ds)
     if season_length <= 1:
         return np.zeros((len(idx), 0), dtype=np.float32)
-    position = {
-        12: idx.month - 1,
-        4: idx.quarter - 1,
-        7: idx.dayofweek,
-        5: idx.dayofweek,
-        24: idx.hour,
-        52: idx.isocalendar().week.to_numpy() - 1 if len(idx) else np.zeros(0),
-    }.get(season_length)
-    if position is None:
+    if season_length == 12:
+        position = np.asarray(idx.month) - 1
+    elif season_length == 4:
+        position = np.asarray(idx.quarter) - 1
+    elif season_length in (5, 7):
+        position = np.asarray(idx.day_of_week)
+    elif season_length == 24:
+        position = np.asarray(idx.hour)
+    else:  # no calendar reading for this season length
         return np.zeros((len(idx), 0), dtype=np.float32)
     angle = 2 * np.pi * np.asarray(position, dtype=np.float64) / season_length
     return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
