@@ -19,10 +19,12 @@ import torch
 
 from lstm_pipeline.config import ModelConfig, WindowConfig
 from lstm_pipeline.model import LSTMForecaster
-from lstm_pipeline.scaling import SeriesScaler, fit_scaler
+from lstm_pipeline.scaling import SeriesScaler, fit_scaler, scale
 from lstm_pipeline.windows import Panel, calendar_features
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "build_panel", "fit_scalers"]
+__all__ = [
+    "FORMAT_VERSION", "Checkpoint", "SeriesStats", "build_panel", "fit_scalers", "scaled_features", "series_stats",
+]
 
 FORMAT_VERSION = 1
 
@@ -113,14 +115,83 @@ def build_panel(
     """Features ``[scaled y, calendar..., scaled covariates...]`` of every series in ``frame``.
 
     ``frame`` is long format sorted by ``unique_id, ds``; every series must be in ``scaler``.
+    Vectorised over the whole frame: no per-series Python loop.
     """
-    ids: list[str] = []
-    arrays: list[np.ndarray] = []
-    for uid, g in frame.groupby("unique_id", sort=True):
-        uid = str(uid)
-        cols = [scaler.transform(uid, g["y"].to_numpy())[:, None]]
-        cols.append(calendar_features(g["ds"], season_length))
-        cols.extend(cov_scalers[c].transform(uid, g[c].to_numpy())[:, None] for c in covariates)
-        ids.append(uid)
-        arrays.append(np.concatenate(cols, axis=1))
-    return Panel.from_arrays(ids, arrays)
+    if frame.empty:
+        return Panel.from_arrays([], [])
+    codes, uniques = pd.factorize(frame["unique_id"], sort=True)
+    # Rows of a series must be contiguous; a stable sort keeps each series' own order.
+    order = np.argsort(codes, kind="stable") if (np.diff(codes) < 0).any() else slice(None)
+    codes = codes[order]
+    ids = [str(u) for u in uniques]
+    stats = series_stats(scaler, cov_scalers, covariates, ids)
+    if not stats.known.all():
+        raise KeyError(ids[int(np.argmin(stats.known))])
+    values = scaled_features(
+        frame["y"].to_numpy()[order],
+        frame["ds"].to_numpy()[order],
+        _covariate_matrix(frame, covariates)[order],
+        stats.take(codes),
+        season_length,
+    )
+    lengths = np.bincount(codes, minlength=len(ids)).astype(np.int64)
+    offsets = (np.cumsum(lengths) - lengths).astype(np.int64)
+    return Panel(tuple(ids), values, offsets, lengths)
+
+
+@dataclass(frozen=True)
+class SeriesStats:
+    """Scaler statistics of many series (or of many rows) as arrays.
+
+    ``loc``/``scale`` ``[S]`` for the target, ``cov_loc``/``cov_scale`` ``[S, C]`` for the
+    covariates; ``known`` ``[S]`` is True where every statistic came from the scalers.
+    """
+
+    loc: np.ndarray
+    scale: np.ndarray
+    cov_loc: np.ndarray
+    cov_scale: np.ndarray
+    known: np.ndarray
+
+    def take(self, index: np.ndarray | slice) -> SeriesStats:
+        """The statistics of ``index`` (series positions), e.g. one entry per row."""
+        return SeriesStats(
+            self.loc[index], self.scale[index], self.cov_loc[index], self.cov_scale[index], self.known[index]
+        )
+
+
+def series_stats(
+    scaler: SeriesScaler,
+    cov_scalers: Mapping[str, SeriesScaler],
+    covariates: Sequence[str],
+    ids: Sequence[str],
+) -> SeriesStats:
+    """Look up the target and covariate statistics of ``ids`` in one pass each."""
+    loc, spread, known = scaler.lookup(ids)
+    cov_loc, cov_scale = np.zeros((len(ids), len(covariates))), np.ones((len(ids), len(covariates)))
+    for j, c in enumerate(covariates):
+        cov_loc[:, j], cov_scale[:, j], found = cov_scalers[c].lookup(ids)
+        known &= found
+    return SeriesStats(loc, spread, cov_loc, cov_scale, known)
+
+
+def scaled_features(
+    y: np.ndarray, ds: np.ndarray, covs: np.ndarray, stats: SeriesStats, season_length: int
+) -> np.ndarray:
+    """Model input rows ``[n, F]`` float32: ``[scaled y, calendar..., scaled covariates...]``.
+
+    Everything is per row: ``y`` ``[n]``, ``ds`` ``[n]`` timestamps, ``covs`` ``[n, C]`` and
+    ``stats`` holding the statistics of each row's series (``SeriesStats.take(codes)``).
+    Scaling is done in float64 and rounded once, as :meth:`SeriesScaler.transform` does.
+    """
+    z = scale(y, stats.loc, stats.scale)[:, None]  # [n] -> [n, 1]
+    calendar = calendar_features(pd.DatetimeIndex(ds), season_length)  # [n, 0 or 2]
+    cov = scale(covs, stats.cov_loc, stats.cov_scale)  # [n, C]
+    return np.concatenate([z, calendar, cov], axis=1).astype(np.float32)
+
+
+def _covariate_matrix(frame: pd.DataFrame, covariates: Sequence[str]) -> np.ndarray:
+    """``[n, C]`` float64 covariate values of ``frame`` (``[n, 0]`` without covariates)."""
+    if not covariates:
+        return np.zeros((len(frame), 0))
+    return frame[list(covariates)].to_numpy(dtype=np.float64)

@@ -1,7 +1,8 @@
 """``lstm-pipeline``: start the pipeline's Prefect flows from a shell.
 
-Every command runs as a Prefect flow run: against ``PREFECT_API_URL`` when one is set,
-otherwise on Prefect's local ephemeral API (nothing to start by hand).
+Every command but ``status`` (which only reads) runs as a Prefect flow run: against
+``PREFECT_API_URL`` when one is set, otherwise on Prefect's local ephemeral API (nothing
+to start by hand).
 """
 
 from __future__ import annotations
@@ -133,5 +134,32 @@ def forecast(root: Root = None, config: ConfigFile = None) -> None:
     except Exception as exc:
         _fail(exc)
     typer.echo(f"forecast finished: {result}")
+
+
+@app.command()
+def monitor(root: Root = None, config: ConfigFile = None) -> None:
+    """Score stored forecasts against actuals that arrived since; record live error per version."""
+    _prepare()
+    from flows.monitor import monitor_flow
+
+    try:
+        result = monitor_flow(config=_config(root, config))
+    except Exception as exc:
+        _fail(exc)
+    typer.echo(f"monitor finished: {result}")
+
+
+@app.command()
+def status(root: Root = None, config: ConfigFile = None) -> None:
+    """Print the lake's tables, the champion and challenger, the latest forecasts, live accuracy."""
+    _prepare()
+    from lstm_pipeline.status import render_status
+
+    # Only reads: no flow run.
+    try:
+        text = render_status(_config(root, config))
+    except Exception as exc:
+        _fail(exc)
+    typer.echo(text)
 
 

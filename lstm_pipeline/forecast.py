@@ -1,28 +1,57 @@
-"""Forecast the next ``horizon`` steps of every series from its latest observation."""
+"""Forecast the next ``horizon`` steps of every series from its latest observation.
+
+Built for many series: the history is handled as whole-frame arrays (one factorize, one
+sort only when the frame is not sorted yet, one gather of each series' last ``lookback``
+rows), features are built and scored chunk by chunk so memory stays flat, and no Python
+loop runs per series. On CUDA each chunk goes through a pinned staging buffer with a
+non-blocking copy, so the next chunk's features are built while the GPU works, and the
+chunk is sized to the free device memory.
+"""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lstm_pipeline.checkpoint import Checkpoint, build_panel, fit_scalers
+from lstm_pipeline.checkpoint import Checkpoint, SeriesStats, scaled_features, series_stats
+from lstm_pipeline.model import LSTMForecaster
+from lstm_pipeline.scaling import Method, fit_stats, unscale
 from lstm_pipeline.train import pick_device
 
-__all__ = ["ForecastResult", "future_dates", "predict"]
+__all__ = ["DEFAULT_CHUNK", "ForecastResult", "chunk_for_device", "future_dates", "predict"]
 
 FORECAST_COLUMNS = ["unique_id", "ds", "cutoff", "step", "yhat"]
 # Windows per forward pass: bounded so that inference memory stays flat however many
 # series there are (cuDNN asks for far more workspace on one huge batch).
 DEFAULT_CHUNK = 65_536
+# On CUDA a chunk may use at most this share of the device memory free at the start.
+_DEVICE_MEMORY_SHARE = 0.5
+# Bytes of cuDNN workspace and activations per (window, step, layer, direction, hidden unit)
+# in inference, read off a failed 1 M-window call on an H100 (368 GiB asked for hidden 128,
+# 2 layers, lookback 36: about 42 bytes) and rounded up.
+_CUDNN_BYTES_PER_UNIT = 48
 
 
 @dataclass(frozen=True)
 class ForecastResult:
     frame: pd.DataFrame  # unique_id, ds, cutoff, step, yhat
     skipped: dict[str, str]  # unique_id -> why it got no forecast
+
+
+@dataclass(frozen=True)
+class _Latest:
+    """The last ``lookback`` observations of every series long enough to forecast."""
+
+    ids: pd.Index  # [S] series ids (str), sorted
+    y: np.ndarray  # [S, L] float64
+    ds: np.ndarray  # [S, L] datetime64
+    covs: np.ndarray  # [S, L, C] float64
+    stats: SeriesStats  # [S] scaler statistics of each series
 
 
 def future_dates(cutoff: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
@@ -40,44 +69,179 @@ def predict(
 
     Series shorter than the lookback get no forecast and are listed in ``skipped``.
     Series the model has not seen are scaled with statistics fitted on their history.
+    ``chunk`` bounds the windows per forward pass; on CUDA it is lowered further to fit
+    in the free device memory. The result does not depend on ``chunk``.
     """
     L, H = checkpoint.window.lookback, checkpoint.window.horizon
-    history = history.sort_values(["unique_id", "ds"], ignore_index=True)
-    lengths = history.groupby("unique_id", sort=True).size()
-    short = lengths[lengths < L]
-    skipped = {str(u): f"{n} points, needs at least {L} (lookback)" for u, n in short.items()}
-    # Only the last L points of each series are read by the model.
-    recent = history[~history["unique_id"].isin(short.index)].groupby("unique_id", sort=True).tail(L)
-    if recent.empty:
+    latest, skipped = _latest(checkpoint, history, L)
+    if latest is None:
         return ForecastResult(pd.DataFrame(columns=FORECAST_COLUMNS), skipped)
 
-    fit_on = history[~history["unique_id"].isin(short.index)]
-    scaler, cov_scalers = fit_scalers(fit_on, checkpoint.covariates, base=checkpoint)
-    panel = build_panel(recent, scaler, cov_scalers, checkpoint.season_length, checkpoint.covariates)
     dev = pick_device(device)
     net = checkpoint.build(dev)
-    x_all = torch.from_numpy(panel.values.reshape(len(panel.ids), L, -1))  # [S*L, F] -> [S, L, F]
-    outputs = []
-    with torch.inference_mode():
-        for i in range(0, len(x_all), chunk):
-            x = x_all[i : i + chunk].to(dev, non_blocking=True)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                outputs.append(net(x).float().cpu())
-    z = torch.cat(outputs).numpy().astype(np.float64)  # [S, H]
+    n, F = len(latest.ids), checkpoint.n_features
 
-    cutoffs = recent.groupby("unique_id", sort=True)["ds"].max()
-    parts = []
-    for row, uid in enumerate(panel.ids):
-        cutoff = cutoffs[uid]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "unique_id": uid,
-                    "ds": future_dates(cutoff, checkpoint.freq, H),
-                    "cutoff": cutoff,
-                    "step": np.arange(1, H + 1, dtype=np.int32),
-                    "yhat": scaler.inverse(uid, z[row]),
-                }
-            )
+    def features(lo: int, hi: int) -> np.ndarray:
+        rows = latest.stats.take(np.repeat(np.arange(lo, hi), L))  # per row of the chunk's windows
+        x = scaled_features(
+            latest.y[lo:hi].reshape(-1), latest.ds[lo:hi].reshape(-1),
+            latest.covs[lo:hi].reshape(-1, latest.covs.shape[2]), rows, checkpoint.season_length,
         )
-    return ForecastResult(pd.concat(parts, ignore_index=True), skipped)
+        return x.reshape(hi - lo, L, F)  # [c*L, F] -> [c, L, F]
+
+    z = _infer(net, dev, features, n, (L, F), chunk_for_device(net, dev, L, F, chunk))  # [S, H] float32
+    yhat = unscale(z.astype(np.float64), latest.stats.loc[:, None], latest.stats.scale[:, None])  # [S, H]
+
+    cutoffs = latest.ds[:, -1]  # [S]
+    grid, which = np.unique(cutoffs, return_inverse=True)
+    frame = pd.DataFrame(
+        {
+            "unique_id": latest.ids.take(np.repeat(np.arange(n), H)),
+            "ds": _future_grid(grid, checkpoint.freq, H)[which.reshape(-1)].reshape(-1),
+            "cutoff": np.repeat(cutoffs, H),
+            "step": np.tile(np.arange(1, H + 1, dtype=np.int32), n),
+            "yhat": yhat.reshape(-1),
+        }
+    )
+    return ForecastResult(frame, skipped)
+
+
+def chunk_for_device(net: LSTMForecaster, device: torch.device, lookback: int, n_features: int, chunk: int) -> int:
+    """Windows per forward pass: ``chunk``, lowered on CUDA to what fits in free memory."""
+    if device.type != "cuda":
+        return max(int(chunk), 1)
+    free, _ = torch.cuda.mem_get_info(device)
+    lstm = net.lstm
+    directions = 2 if lstm.bidirectional else 1
+    per_window = lookback * (
+        lstm.num_layers * directions * lstm.hidden_size * _CUDNN_BYTES_PER_UNIT + n_features * 4
+    )
+    return max(1, min(int(chunk), int(free * _DEVICE_MEMORY_SHARE) // per_window))
+
+
+def _latest(checkpoint: Checkpoint, history: pd.DataFrame, L: int) -> tuple[_Latest | None, dict[str, str]]:
+    """Each series' last ``L`` rows in time order, its statistics, and the series too short."""
+    covariates = list(checkpoint.covariates)
+    codes, uniques = pd.factorize(history["unique_id"], sort=True)
+    ids = pd.Index(uniques).astype(str)
+    ds = history["ds"].to_numpy()
+    if _is_sorted(codes, ds):
+        order = np.arange(len(codes))
+    else:
+        order = np.lexsort((ds, codes))  # by series, then time: like sort_values(["unique_id", "ds"])
+    counts = np.bincount(codes, minlength=len(ids))
+    short = np.flatnonzero(counts < L)
+    skipped = {str(ids[i]): f"{counts[i]} points, needs at least {L} (lookback)" for i in short}
+    keep = np.flatnonzero(counts >= L)
+    if len(keep) == 0:
+        return None, skipped
+
+    ends = np.cumsum(counts)[keep]  # one past each kept series' last row, in sorted order
+    rows = order[(ends - L)[:, None] + np.arange(L)]  # [S, L] positions in history
+    y = history["y"].to_numpy(dtype=np.float64)
+    covs = history[covariates].to_numpy(dtype=np.float64) if covariates else np.zeros((len(history), 0))
+    kept_ids = ids[keep]
+    stats = series_stats(checkpoint.scaler, checkpoint.cov_scalers, checkpoint.covariates, list(kept_ids))
+    if not stats.known.all():
+        stats = _fit_unseen(checkpoint, stats, kept_ids, codes, keep, y, covs)
+    latest = _Latest(kept_ids, y[rows], ds[rows], covs[rows], stats)
+    return latest, skipped
+
+
+def _fit_unseen(
+    checkpoint: Checkpoint, stats: SeriesStats, kept_ids: pd.Index, codes: np.ndarray, keep: np.ndarray,
+    y: np.ndarray, covs: np.ndarray,
+) -> SeriesStats:
+    """Fill in the statistics of series a scaler has not seen, fitted on all of their history.
+
+    Scaler by scaler, as ``fit_scalers(..., base=checkpoint)`` does: known series keep the
+    checkpoint's statistics.
+    """
+    ids = list(kept_ids)
+    slot = np.full(int(codes.max()) + 1, -1, dtype=np.int64)  # series code -> kept position
+
+    def refit(target: np.ndarray, column: np.ndarray, spread: np.ndarray, values: np.ndarray, method: Method) -> None:
+        unseen = np.flatnonzero(~target)
+        if len(unseen) == 0:
+            return
+        slot[:] = -1
+        slot[keep[unseen]] = np.arange(len(unseen))
+        row_slot = slot[codes]
+        rows = row_slot >= 0
+        column[unseen], spread[unseen] = fit_stats(values[rows], row_slot[rows], len(unseen), method)
+
+    loc, spread = stats.loc.copy(), stats.scale.copy()
+    refit(checkpoint.scaler.lookup(ids)[2], loc, spread, y, checkpoint.scaler.method)
+    cov_loc, cov_scale = stats.cov_loc.copy(), stats.cov_scale.copy()
+    for j, c in enumerate(checkpoint.covariates):
+        cov_scaler = checkpoint.cov_scalers[c]
+        loc_j, scale_j = cov_loc[:, j].copy(), cov_scale[:, j].copy()
+        refit(cov_scaler.lookup(ids)[2], loc_j, scale_j, covs[:, j], cov_scaler.method)
+        cov_loc[:, j], cov_scale[:, j] = loc_j, scale_j
+    return SeriesStats(loc, spread, cov_loc, cov_scale, np.ones_like(stats.known))
+
+
+def _is_sorted(codes: np.ndarray, ds: np.ndarray) -> bool:
+    """True when rows are already ordered by series, then strictly by time."""
+    if len(codes) < 2:
+        return True
+    step = np.diff(codes)
+    return bool((step >= 0).all() and ((step > 0) | (ds[1:] > ds[:-1])).all())
+
+
+def _infer(
+    net: LSTMForecaster,
+    device: torch.device,
+    features: Callable[[int, int], np.ndarray],
+    n: int,
+    window: tuple[int, int],
+    chunk: int,
+) -> np.ndarray:
+    """``net`` over ``n`` windows built ``features(lo, hi)`` at a time -> ``[n, H]`` float32."""
+    cuda = device.type == "cuda"
+    out = torch.empty((n, net.horizon), dtype=torch.float32, pin_memory=cuda)
+    # Two pinned staging buffers: chunk i+1 is filled while chunk i is copied and scored.
+    staging: list[torch.Tensor] = []
+    copied: list[torch.cuda.Event | None] = [None, None]
+    with torch.inference_mode():
+        for j, lo in enumerate(range(0, n, chunk)):
+            hi = min(lo + chunk, n)
+            host = torch.from_numpy(features(lo, hi))  # [c, L, F]
+            if cuda:
+                slot = j % 2
+                if len(staging) <= slot:
+                    staging.append(torch.empty((chunk, *window), dtype=torch.float32, pin_memory=True))
+                event = copied[slot]
+                if event is not None:
+                    event.synchronize()  # the copy that last read this buffer is done
+                buffer = staging[slot][: hi - lo]
+                buffer.copy_(host)
+                x = buffer.to(device, non_blocking=True)
+                copied[slot] = torch.cuda.Event()
+                copied[slot].record()  # type: ignore[union-attr]
+            else:
+                x = host
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                out[lo:hi].copy_(net(x).float(), non_blocking=cuda)  # [c, L, F] -> [c, H]
+        if cuda:
+            torch.cuda.synchronize(device)
+    return out.numpy()
+
+
+def _future_grid(cutoffs: np.ndarray, freq: str, horizon: int) -> np.ndarray:
+    """``[U, H]`` timestamps after each distinct cutoff: :func:`future_dates`, vectorised.
+
+    For a cutoff on the ``freq`` grid, ``date_range(cutoff, ...)[k]`` is ``cutoff + k * offset``;
+    one off the grid (which the data contract rules out) takes the exact slow path.
+    """
+    offset = pd.tseries.frequencies.to_offset(freq)
+    base = pd.DatetimeIndex(cutoffs)
+    grid = np.empty((len(base), horizon), dtype=base.dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # non-vectorised offsets: few cutoffs
+        for k in range(1, horizon + 1):
+            grid[:, k - 1] = (base + k * offset).to_numpy()
+        off_grid = np.flatnonzero(((base + offset) - offset) != base)
+    for i in off_grid:
+        grid[i] = future_dates(base[i], freq, horizon).to_numpy()
+    return grid

@@ -29,7 +29,7 @@ def smape(y: np.ndarray, yhat: np.ndarray) -> float:
 
 
 def mase_scale(history: np.ndarray, season_length: int) -> float:
-    """In-sample MAE of seasonal naive (naive if the history is shorter than two seasons)."""
+    """In-sample MAE of seasonal naive (naive when the history is not longer than one season)."""
     h = np.asarray(history, np.float64)
     m = season_length if len(h) > season_length else 1
     if len(h) <= m:

@@ -51,7 +51,7 @@ def forecast_vs_actual(predictions: pd.DataFrame, history: pd.DataFrame, series:
         p = predictions[predictions["unique_id"] == uid]
         for (model, window), g in p.groupby(["model", "window"]):
             ax.plot(g["ds"], g["yhat"], linewidth=1, label=str(model) if window == 0 else None,
-                    color={"lstm": "tab:blue", "seasonal_naive": "tab:orange"}.get(str(model), "tab:gray"))
+                    color={"candidate": "tab:blue", "champion": "tab:green", "seasonal_naive": "tab:orange"}.get(str(model), "tab:gray"))
         ax.set_title(uid, fontsize=9)
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()

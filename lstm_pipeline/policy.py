@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from lstm_pipeline.config import PipelineConfig, PolicyConfig
+from lstm_pipeline.config import PipelineConfig, PolicyConfig, season_length_for
 
 __all__ = [
     "ChampionFacts",
@@ -47,9 +47,15 @@ class Promotion:
     reason: str
 
 
-def model_config_hash(cfg: PipelineConfig) -> str:
-    """Hash of the settings that change what the model *is* (not how long it trains)."""
+def model_config_hash(cfg: PipelineConfig, freq: str | None = None) -> str:
+    """Hash of the settings that change what the model *is* (not how long it trains).
+
+    The season length is taken resolved (configured, else from ``freq``): it fixes the
+    model's calendar inputs and its seasonal-naive base.
+    """
+    season = cfg.data.season_length or (season_length_for(freq) if freq else None)
     shape = {
+        "season_length": season,
         "model": cfg.model.model_dump(),
         "window": cfg.window.model_dump(),
         "covariates": list(cfg.data.covariates),
@@ -105,6 +111,8 @@ def decide_promotion(
     """
     if diverged or not math.isfinite(candidate_mase):
         return Promotion(False, "training diverged (non-finite or exploding loss)")
+    if not math.isfinite(baseline_mase) or (champion_mase is not None and not math.isfinite(champion_mase)):
+        return Promotion(False, "no finite baseline or champion MASE to compare against")
     if candidate_mase >= baseline_mase:
         return Promotion(False, f"MASE {candidate_mase:.4f} does not beat seasonal naive {baseline_mase:.4f}")
     if champion_mase is None:

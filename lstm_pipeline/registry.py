@@ -7,7 +7,9 @@ the decision made about it in its description and tags.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -28,6 +30,7 @@ from mlflow.models import infer_signature
 from lstm_pipeline.checkpoint import Checkpoint
 from lstm_pipeline.config import RegistryConfig
 from lstm_pipeline.forecast import ForecastResult, predict
+from lstm_pipeline.intervals import add_intervals
 from lstm_pipeline.policy import ChampionFacts, Promotion
 from lstm_pipeline.train import EpochLog
 
@@ -46,12 +49,19 @@ class ForecastModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
     """pyfunc wrapper: a history frame (unique_id, ds, y) in, the forecast frame out."""
 
     checkpoint: Checkpoint
+    quantiles: dict[int, list[float]]
 
     def load_context(self, context: Any) -> None:
         self.checkpoint = Checkpoint.load(context.artifacts["checkpoint"])
+        path = context.artifacts.get("intervals")
+        raw = json.loads(Path(path).read_text()) if path else {}
+        self.quantiles = {int(level): [float(q) for q in qs] for level, qs in raw.items()}
 
     def forecast(self, history: pd.DataFrame) -> ForecastResult:
-        return predict(self.checkpoint, history)
+        """Point forecasts plus conformal interval columns (``yhat_lo_80`` ... ``yhat_hi_95``)."""
+        result = predict(self.checkpoint, history)
+        frame = add_intervals(result.frame, history, self.quantiles, self.checkpoint.season_length)
+        return ForecastResult(frame, result.skipped)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         return self.forecast(model_input).frame
@@ -157,6 +167,32 @@ class Registry:
         if promotion.promote:
             self.client.set_registered_model_alias(self.name, CHAMPION, version)
 
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, value)
+
+    def log_live_accuracy(self, version: str, metrics: Mapping[str, float], step: int) -> bool:
+        """Record the live accuracy of ``version``'s forecasts; False if already recorded.
+
+        Each metric becomes a tag ``live_<key>`` on the version (the policy reads
+        ``live_mase``) and a metric ``live_<key>`` at ``step`` in the version's training
+        run, so its history shows how live error moved as actuals arrived. Non-finite
+        values are left out. LookupError if the version does not exist.
+        """
+        try:
+            mv = self.client.get_model_version(self.name, version)
+        except MlflowException as exc:
+            raise LookupError(f"{self.name} version {version} is not in the registry at {self.uri}") from exc
+        finite = {key: float(value) for key, value in metrics.items() if math.isfinite(float(value))}
+        tags = {f"live_{key}": f"{value:.6g}" for key, value in finite.items()}
+        if all(mv.tags.get(key) == value for key, value in tags.items()):
+            return False
+        if mv.run_id:
+            for key, value in finite.items():
+                self.client.log_metric(mv.run_id, f"live_{key}", value, step=step)
+        self.tag_version(version, tags)
+        return True
+
 
 class TrainingRun:
     """One MLflow run of one training: parameters, per-epoch losses, backtest, the model."""
@@ -189,19 +225,25 @@ class TrainingRun:
     def log_figure(self, figure: Any, name: str) -> None:
         self.client.log_figure(self.run_id, figure, name)
 
-    def log_model(self, checkpoint: Checkpoint, example: pd.DataFrame) -> str:
-        """Log the pyfunc model and register it; returns the new version number."""
+    def log_model(self, checkpoint: Checkpoint, quantiles: Mapping[int, list[float]], example: pd.DataFrame) -> str:
+        """Log the pyfunc model (weights, scaler, interval widths) and register it.
+
+        Returns the new version number.
+        """
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "checkpoint.pt"
+            path, intervals = Path(tmp) / "checkpoint.pt", Path(tmp) / "intervals.json"
             checkpoint.save(path)
-            output = predict(checkpoint, example, device="cpu").frame
+            intervals.write_text(json.dumps({str(k): v for k, v in quantiles.items()}))
+            model = ForecastModel()
+            model.checkpoint, model.quantiles = checkpoint, dict(quantiles)
+            output = model.forecast(example).frame
             with _pointed_at(self.registry.uri), mlflow.start_run(run_id=self.run_id), warnings.catch_warnings():
                 # The output's integer `step` column never holds missing values.
                 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=ForecastModel(),
-                    artifacts={"checkpoint": str(path)},
+                    artifacts={"checkpoint": str(path), "intervals": str(intervals)},
                     code_paths=[str(_PACKAGE_DIR)],
                     signature=infer_signature(example, output),
                     input_example=example,
@@ -253,4 +295,6 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return str(int(value))
     return f"{value:.4f}" if isinstance(value, float) else str(value)

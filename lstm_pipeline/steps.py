@@ -17,7 +17,7 @@ from typing import Literal
 
 import pandas as pd
 
-from lstm_pipeline import __version__, plots
+from lstm_pipeline import __version__, intervals, plots
 from lstm_pipeline.backtest import BacktestResult, backtest, training_cutoff_frame
 from lstm_pipeline.baselines import naive, seasonal_naive
 from lstm_pipeline.config import PipelineConfig, season_length_for
@@ -35,8 +35,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CANDIDATE, CHAMPION_MODEL, SEASONAL_NAIVE = "lstm", "champion", "seasonal_naive"
+CANDIDATE, CHAMPION_MODEL, SEASONAL_NAIVE = "candidate", "champion", "seasonal_naive"
 _COMPARED = ["mase", "smape", "mae", "rmse", "r2", "mase_median", "n_series", "n_windows"]
+# What the reviewer sees on the model version, in this order.
+_REVIEW_COLUMNS = ["mase", "mase_median", "smape", "mae", "coverage_80", "coverage_95", "n_series", "n_windows"]
 
 
 class NoChampionError(RuntimeError):
@@ -110,7 +112,7 @@ def run_training(
     loaded = registry.load(CHAMPION)
     champion_model, champion_info = loaded if loaded else (None, None)
     decision = choose_training(
-        mode, champion_info.facts() if champion_info else None, data_version, model_config_hash(cfg),
+        mode, champion_info.facts() if champion_info else None, data_version, model_config_hash(cfg, freq),
         cfg.policy, now or datetime.now(timezone.utc),
     )
     log.info("training decision: %s (%s)", decision.action, decision.reason)
@@ -120,7 +122,7 @@ def run_training(
     H, K, step = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step
     season = cfg.data.season_length or season_length_for(freq)
     train_frame = training_cutoff_frame(series, H, K, step)
-    tags = _data_tags(series, train_frame, data_version, decision, cfg)
+    tags = _data_tags(series, train_frame, data_version, decision, cfg, freq)
     run = registry.start_run(f"{decision.action}-{tags['data_end']}", tags)
     try:
         run.log_params(_params(cfg, freq, season))
@@ -134,9 +136,11 @@ def run_training(
         if champion_model is not None:
             forecasters[CHAMPION_MODEL] = lambda h: champion_model.forecast(h).frame
         evaluation = backtest(series, forecasters, H, K, step, season, min_history=max(cfg.window.lookback, season))
-        comparison = evaluation.summary()[_COMPARED]
-        _log_evaluation(run, result, evaluation, series)
-        version = run.log_model(result.checkpoint, series.groupby("unique_id").tail(cfg.window.lookback).head(cfg.window.lookback))
+        comparison = evaluation.summary()[_COMPARED].join(_coverage(evaluation))
+        quantiles = intervals.fit_quantiles(_residuals(evaluation, CANDIDATE))
+        _log_evaluation(run, result, evaluation, comparison, series)
+        example = series.groupby("unique_id").tail(cfg.window.lookback).head(cfg.window.lookback)
+        version = run.log_model(result.checkpoint, quantiles, example)
         promotion = decide_promotion(
             candidate_mase=comparison.loc[CANDIDATE, "mase"],
             baseline_mase=comparison.loc[SEASONAL_NAIVE, "mase"],
@@ -144,10 +148,17 @@ def run_training(
             margin=cfg.registry.promotion_margin,
             diverged=result.diverged,
         )
+        effort = {"epochs": str(len(result.history)), "steps": str(result.steps), "device": result.device}
+        if decision.action == "finetune" and champion_info is not None:
+            # What a full retrain cost, for the reviewer's comparison.
+            effort["retrain_steps"] = champion_info.tags.get("retrain_steps", champion_info.tags.get("steps", ""))
+        else:
+            effort["retrain_steps"] = str(result.steps)
         registry.record_decision(
-            version, promotion, comparison,
-            {**tags, "backtest_mase": f"{comparison.loc[CANDIDATE, 'mase']:.6f}", "run_id": run.run_id,
-             "epochs": str(len(result.history)), "steps": str(result.steps), "device": result.device},
+            version, promotion, comparison[_REVIEW_COLUMNS],
+            {**tags, **effort, "backtest_mase": f"{comparison.loc[CANDIDATE, 'mase']:.6f}", "run_id": run.run_id,
+             "coverage_80": f"{comparison.loc[CANDIDATE, 'coverage_80']:.3f}",
+             "coverage_95": f"{comparison.loc[CANDIDATE, 'coverage_95']:.3f}"},
         )
     except BaseException:
         run.finish(failed=True)
@@ -184,7 +195,7 @@ def run_forecast(cfg: PipelineConfig) -> ForecastOutcome:
 
 def _data_tags(
     series: pd.DataFrame, train_frame: pd.DataFrame, data_version: int, decision: TrainingDecision,
-    cfg: PipelineConfig,
+    cfg: PipelineConfig, freq: str,
 ) -> dict[str, str]:
     digest = hashlib.sha256(pd.util.hash_pandas_object(series[["unique_id", "ds", "y"]], index=False).to_numpy())
     return {
@@ -196,7 +207,7 @@ def _data_tags(
         "training_cutoff": str(train_frame["ds"].max().date()),
         "n_series": str(series["unique_id"].nunique()),
         "seed": str(cfg.train.seed),
-        "config_hash": model_config_hash(cfg),
+        "config_hash": model_config_hash(cfg, freq),
         "code_version": _code_version(),
     }
 
@@ -209,11 +220,28 @@ def _params(cfg: PipelineConfig, freq: str, season: int) -> dict[str, object]:
     return params
 
 
-def _log_evaluation(run: TrainingRun, result: TrainResult, evaluation: BacktestResult, series: pd.DataFrame) -> None:
-    summary = evaluation.summary()
-    for model, row in summary.iterrows():
-        run.log_metrics({f"{model}_{metric}": row[metric] for metric in ("mase", "smape", "mae", "rmse", "r2")})
-    run.log_metrics({"backtest_mase": summary.loc[CANDIDATE, "mase"], "best_epoch": result.best_epoch})
+def _residuals(evaluation: BacktestResult, model: str) -> pd.DataFrame:
+    p = evaluation.predictions
+    return intervals.scaled_residuals(p[p["model"] == model], evaluation.scales)
+
+
+def _coverage(evaluation: BacktestResult) -> pd.DataFrame:
+    """Empirical coverage of each model's conformal intervals on the backtest windows."""
+    rows = {}
+    for model in evaluation.predictions["model"].unique():
+        cov = intervals.coverage(_residuals(evaluation, model))
+        rows[model] = {f"coverage_{level}": value for level, value in cov.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _log_evaluation(
+    run: TrainingRun, result: TrainResult, evaluation: BacktestResult, comparison: pd.DataFrame,
+    series: pd.DataFrame,
+) -> None:
+    metrics = [c for c in comparison.columns if c not in ("n_series", "n_windows")]
+    for model, row in comparison.iterrows():
+        run.log_metrics({f"{model}_{metric}": row[metric] for metric in metrics})
+    run.log_metrics({"backtest_mase": comparison.loc[CANDIDATE, "mase"], "best_epoch": result.best_epoch})
     by_step = evaluation.by_step()
     for step, row in by_step.loc[CANDIDATE].iterrows():
         run.log_metrics({"mase_by_step": row["mase"]}, step=int(step))

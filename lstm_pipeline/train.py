@@ -93,6 +93,8 @@ def fit(
     device = pick_device(tc.device)
     season = cfg.data.season_length or season_length_for(freq)
     covariates = tuple(cfg.data.covariates)
+    if init is not None:
+        _check_compatible(init, cfg, season, covariates)
 
     frame = frame.sort_values(["unique_id", "ds"], ignore_index=True)
     lengths = frame.groupby("unique_id", sort=True).size()
@@ -191,6 +193,16 @@ def fit(
         seconds=time.perf_counter() - started,
         skipped_series=skipped,
     )
+
+
+def _check_compatible(init: Checkpoint, cfg: PipelineConfig, season: int, covariates: tuple[str, ...]) -> None:
+    """Fine-tuning needs the same network shape and inputs as the checkpoint."""
+    ours = {"model": cfg.model, "window": cfg.window, "season_length": season, "covariates": covariates}
+    theirs = {"model": init.model, "window": init.window, "season_length": init.season_length,
+              "covariates": init.covariates}
+    differ = [key for key in ours if ours[key] != theirs[key]]
+    if differ:
+        raise ValueError(f"cannot fine-tune from this checkpoint: {', '.join(differ)} differ; retrain instead")
 
 
 @torch.no_grad()

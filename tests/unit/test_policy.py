@@ -1,0 +1,187 @@
+"""Every branch of the training and promotion decisions, and what the config hash covers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from lstm_pipeline.config import PolicyConfig, load_config
+from lstm_pipeline.policy import ChampionFacts, choose_training, decide_promotion, model_config_hash
+
+NOW = datetime(2024, 6, 1, 12, 0)
+POLICY = PolicyConfig(max_champion_age_days=90, degradation_ratio=1.5)
+HASH = "abc123"
+
+
+def champion(**changes: Any) -> ChampionFacts:
+    facts: dict[str, Any] = {
+        "version": "3", "trained_at": NOW - timedelta(days=10), "data_version": 7,
+        "config_hash": HASH, "backtest_mase": 0.8, "live_mase": None,
+    }
+    return ChampionFacts(**{**facts, **changes})
+
+
+def decide(requested: Any = "auto", champ: ChampionFacts | None = None, data_version: int = 7,
+           config_hash: str = HASH) -> tuple[str, str]:
+    d = choose_training(requested, champ, data_version, config_hash, POLICY, NOW)
+    return d.action, d.reason
+
+
+# --- choose_training ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("requested", ["auto", "retrain"])
+def test_no_champion_retrains(requested: str) -> None:
+    assert decide(requested, None) == ("retrain", "no champion yet")
+
+
+def test_no_champion_retrains_even_when_finetune_is_requested() -> None:
+    action, reason = decide("finetune", None)
+    assert action == "retrain" and "cannot fine-tune" in reason
+
+
+def test_explicit_retrain_is_obeyed_even_when_nothing_changed() -> None:
+    assert decide("retrain", champion()) == ("retrain", "retrain requested")
+
+
+@pytest.mark.parametrize("requested", ["auto", "finetune"])
+def test_config_hash_change_forces_retrain(requested: str) -> None:
+    action, reason = decide(requested, champion(), config_hash="other")
+    assert action == "retrain" and "configuration changed" in reason
+
+
+def test_explicit_finetune_is_obeyed_when_possible() -> None:
+    # even with no new data and an old champion
+    old = champion(trained_at=NOW - timedelta(days=400))
+    assert decide("finetune", old) == ("finetune", "fine-tune requested")
+
+
+def test_too_old_champion_is_retrained() -> None:
+    action, reason = decide("auto", champion(trained_at=NOW - timedelta(days=91)), data_version=8)
+    assert action == "retrain" and reason == "champion is 91 days old (limit 90)"
+
+
+def test_age_exactly_at_the_limit_is_not_too_old() -> None:
+    assert decide("auto", champion(trained_at=NOW - timedelta(days=90)))[0] == "skip"
+
+
+def test_degraded_live_error_retrains() -> None:
+    action, reason = decide("auto", champion(backtest_mase=0.8, live_mase=1.21), data_version=8)
+    assert action == "retrain" and "live MASE 1.210 exceeds 1.5 x backtest MASE 0.800" == reason
+
+
+def test_live_error_within_the_ratio_does_not_retrain() -> None:
+    assert decide("auto", champion(backtest_mase=0.8, live_mase=1.2), data_version=8)[0] == "finetune"
+
+
+def test_new_data_finetunes() -> None:
+    action, reason = decide("auto", champion(data_version=7), data_version=9)
+    assert action == "finetune" and "v7 -> v9" in reason
+
+
+def test_nothing_new_skips() -> None:
+    action, reason = decide("auto", champion(data_version=7, live_mase=0.9), data_version=7)
+    assert action == "skip" and "v7" in reason
+
+
+# --- decide_promotion --------------------------------------------------------------
+
+
+def test_diverged_candidate_is_not_promoted() -> None:
+    p = decide_promotion(0.5, baseline_mase=1.0, champion_mase=None, margin=0.0, diverged=True)
+    assert not p.promote and "diverged" in p.reason
+
+
+@pytest.mark.parametrize("mase", [float("nan"), float("inf")])
+def test_non_finite_candidate_is_not_promoted(mase: float) -> None:
+    p = decide_promotion(mase, baseline_mase=1.0, champion_mase=None, margin=0.0, diverged=False)
+    assert not p.promote and "diverged" in p.reason
+
+
+@pytest.mark.parametrize("mase", [1.0, 1.2])
+def test_candidate_must_beat_seasonal_naive(mase: float) -> None:
+    p = decide_promotion(mase, baseline_mase=1.0, champion_mase=None, margin=0.0, diverged=False)
+    assert not p.promote and "does not beat seasonal naive" in p.reason
+
+
+def test_first_champion_is_promoted_when_it_beats_seasonal_naive() -> None:
+    p = decide_promotion(0.9, baseline_mase=1.0, champion_mase=None, margin=0.05, diverged=False)
+    assert p.promote and p.reason.startswith("first champion")
+
+
+def test_candidate_within_the_margin_of_the_champion_is_not_promoted() -> None:
+    # bar = 0.8 * (1 - 0.05) = 0.76
+    p = decide_promotion(0.77, baseline_mase=1.0, champion_mase=0.8, margin=0.05, diverged=False)
+    assert not p.promote and "does not beat champion" in p.reason and "0.7600" in p.reason
+
+
+def test_candidate_equal_to_the_champion_without_margin_is_not_promoted() -> None:
+    p = decide_promotion(0.8, baseline_mase=1.0, champion_mase=0.8, margin=0.0, diverged=False)
+    assert not p.promote
+
+
+def test_candidate_beating_the_champion_by_the_margin_is_promoted() -> None:
+    p = decide_promotion(0.75, baseline_mase=1.0, champion_mase=0.8, margin=0.05, diverged=False)
+    assert p.promote and "beats champion" in p.reason
+
+
+def test_candidate_beating_the_champion_but_not_seasonal_naive_is_not_promoted() -> None:
+    p = decide_promotion(1.1, baseline_mase=1.0, champion_mase=1.5, margin=0.0, diverged=False)
+    assert not p.promote and "seasonal naive" in p.reason
+
+
+# --- model_config_hash -------------------------------------------------------------
+
+BASE = {"model": {"hidden_size": 16, "num_layers": 1}, "window": {"lookback": 24, "horizon": 12}}
+
+
+def cfg_hash(**sections: dict[str, Any]) -> str:
+    overrides = {k: {**BASE.get(k, {}), **v} for k, v in {**BASE, **sections}.items()}
+    return model_config_hash(load_config(overrides=overrides, environ={}))
+
+
+def test_hash_is_stable_and_short() -> None:
+    assert cfg_hash() == cfg_hash()
+    assert len(cfg_hash()) == 16
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": {"hidden_size": 32}},
+        {"model": {"num_layers": 2}},
+        {"model": {"bidirectional": True}},
+        {"model": {"proj_size": 8}},
+        {"model": {"dropout": 0.3}},
+        {"window": {"lookback": 36}},
+        {"window": {"horizon": 6}},
+        {"data": {"covariates": ["price"]}},
+        {"train": {"loss": "mse"}},
+    ],
+)
+def test_hash_changes_with_what_the_model_is(change: dict[str, dict[str, Any]]) -> None:
+    assert cfg_hash(**change) != cfg_hash()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"train": {"max_epochs": 7}},
+        {"train": {"finetune_epochs": 3, "lr": 0.1, "batch_size": 8, "seed": 1}},
+        {"backtest": {"n_windows": 5}},
+        {"lake": {"root": "/elsewhere"}},
+    ],
+)
+def test_hash_ignores_how_long_and_where_it_trains(change: dict[str, dict[str, Any]]) -> None:
+    assert cfg_hash(**change) == cfg_hash()
+
+
+def test_hash_includes_the_season_length() -> None:
+    """``data.season_length`` decides the model's calendar inputs (n_features) and its
+    seasonal-naive base: changing it must force a retrain, never a fine-tune."""
+    assert cfg_hash(data={"season_length": 1}) != cfg_hash()
+    # Configured or derived from the frequency, the same season is the same model.
+    cfg = load_config(environ={})
+    assert model_config_hash(cfg, "MS") == model_config_hash(cfg.with_overrides({"data": {"season_length": 12}}), "MS")
