@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["retrain", "finetune"]
 # A loss this many times the first epoch's marks a run that blew up.
 _EXPLODED = 1e3
+_MIN_STEPS = 16
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,9 @@ def fit(
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tc.weight_decay)
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(tc.patience // 3, 1))
     loss_fn = {"mae": nn.L1Loss(), "mse": nn.MSELoss(), "huber": nn.HuberLoss(delta=1.0)}[tc.loss]
-    batch = tc.batch_size or default_batch_size(device)
+    # Few windows (one short series) would make an epoch one or two optimiser steps and
+    # stop training before it starts: cap the batch so an epoch has at least _MIN_STEPS.
+    batch = max(min(tc.batch_size or default_batch_size(device), math.ceil(len(train_idx) / _MIN_STEPS)), 1)
     generator = torch.Generator(device=device).manual_seed(tc.seed)
     amp = device.type == "cuda"
 
