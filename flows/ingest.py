@@ -42,4 +42,4 @@ def ingest_flow(
         reasons = pd.Series(report.quarantine_reasons, name="rows").rename_axis("reason")
         publish_table("quarantine-summary", reasons.to_frame(), "Rows set aside in the quarantine table, by reason")
     return {"rows_read": report.rows_read, "rows_quarantined": report.rows_quarantined,
-            "series_version": report.series_version}
+            "series_version": report.series_version, "summary": report.summary()}

@@ -107,6 +107,7 @@ def ingest(
         result = ingest_flow(sources, config=cfg)
     except Exception as exc:
         _fail(exc)
+    typer.echo(result.pop("summary", ""))
     typer.echo(f"ingest finished: {result}")
 
 

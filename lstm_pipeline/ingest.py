@@ -1,54 +1,46 @@
-"""Ingest source files into the lake: read as text, hash, validate, upsert.
+"""Ingest source files into the lake: hash, read, validate, then land in ordered commits.
 
-Contract:
+Contract (docs/INGEST.md has the outcome table):
 
-* Sources are files (CSV, CSV.gz, Parquet), directories (their csv / csv.gz / parquet
-  files, sorted, not recursive: the default lake itself lives under ``data/``) and globs.
-* Every cell is read as text first, so nothing is coerced before ``schema.validate``.
+* Finding, hashing and reading the sources (files, directories, globs, URIs; CSV as text
+  cells, Parquet) is ``lstm_pipeline.sources``; the checks are ``lstm_pipeline.schema``.
 * ALL sources are read and validated before anything is written. A file that cannot be
   read as a table at all raises IngestError naming it, and nothing of the run lands.
 * A source is identified by the sha256 of its bytes; bytes already recorded in
   ``batches`` (or seen earlier in the same run) are a "duplicate" and write nothing.
-* Writes, each one atomic commit: good rows of all sources -> ``series`` (one merge; if
-  two sources of a run hold the same key, the later source wins, as it would in two
-  runs); rejected rows -> ``quarantine``; then, LAST, one ``batches`` row per source.
-  A crash before the last commit leaves the sources unrecorded, and a rerun redoes them
-  idempotently (same batch ids, unchanged rows are not rewritten).
+* Writes, each ONE atomic Delta commit, in this order: rejected rows -> ``quarantine``;
+  good rows of all sources -> ``series`` (one merge; if two sources of a run hold the
+  same key, the later source wins, as it would in two runs); then, LAST, one ``batches``
+  row per source. ``batches`` is the run's commit marker: a crash before it leaves the
+  sources unrecorded, and a rerun redoes them idempotently (same batch ids, keyed
+  merges, unchanged rows not rewritten). Concurrent runs retry conflicting commits.
 * Frequency: ``cfg.freq`` if set, else the lake's, else inferred from this run's rows;
   a configured frequency that contradicts the lake's is an error.
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
-import io
 import logging
-import os
-import zlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from lstm_pipeline import schema
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.lake import BATCHES, QUARANTINE, SERIES, Lake
+from lstm_pipeline.sources import IngestError, LoadedSource, load_source, resolve_sources
 
 __all__ = ["IngestError", "IngestReport", "SourceReport", "ingest", "resolve_sources"]
 
 _log = logging.getLogger(__name__)
 _KEYS = ["unique_id", "ds"]
-_TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
-
-
-class IngestError(Exception):
-    """A run that cannot proceed; the message names the file and the reason."""
 
 
 @dataclass(frozen=True)
@@ -72,14 +64,22 @@ class SourceReport:
     series_added: int
     extra_columns: tuple[str, ...]  # columns in the file that the contract does not use
 
+    @property
+    def rows_landed(self) -> int:
+        return self.rows_inserted + self.rows_updated + self.rows_unchanged
+
 
 @dataclass(frozen=True)
 class IngestReport:
-    """A run. ``freq`` is None only if the lake has none yet and nothing was ingested."""
+    """A run. ``freq`` is None only if the lake has none yet and nothing was ingested.
+
+    ``versions``: each ingest table's version after the run (None: it does not exist).
+    """
 
     sources: tuple[SourceReport, ...]
     freq: str | None
     series_version: int | None
+    versions: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def ingested(self) -> tuple[SourceReport, ...]:
@@ -92,6 +92,10 @@ class IngestReport:
     @property
     def rows_read(self) -> int:
         return sum(s.rows_read for s in self.sources)
+
+    @property
+    def rows_landed(self) -> int:
+        return sum(s.rows_landed for s in self.sources)
 
     @property
     def rows_inserted(self) -> int:
@@ -125,153 +129,89 @@ class IngestReport:
         lines = [
             f"{len(self.ingested)} source(s) ingested, {len(self.duplicates)} duplicate(s) skipped;"
             f" freq {self.freq}; series table version {self.series_version}",
-            f"rows: {self.rows_read} read, {self.rows_inserted} inserted, {self.rows_updated} updated,"
-            f" {self.rows_unchanged} unchanged, {self.rows_quarantined} quarantined;"
+            f"rows: {self.rows_read} read, {self.rows_landed} landed ({self.rows_inserted} inserted,"
+            f" {self.rows_updated} updated, {self.rows_unchanged} unchanged), {self.rows_quarantined} quarantined;"
             f" {self.series_added} new series",
         ]
         if self.quarantine_reasons:
             lines.append("quarantined: " + ", ".join(f"{k} ({n})" for k, n in self.quarantine_reasons.items()))
+        if self.versions:
+            lines.append("lake versions: " + ", ".join(
+                f"{t} {'-' if v is None else v}" for t, v in self.versions.items()
+            ))
         for s in self.sources:
             detail = f"{s.rows_read} read, {s.rows_quarantined} quarantined" if s.status == "ingested" else "skipped"
             lines.append(f"  {s.source}: {s.status} [{s.batch_id}] {detail}")
         return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    path: Path
-    content_hash: str
-    frame: pd.DataFrame | None  # None: a duplicate, not parsed
-
-    @property
-    def batch_id(self) -> str:
-        return self.content_hash[:16]
-
-
-def resolve_sources(sources: Sequence[str | Path]) -> list[Path]:
-    """Files named by ``sources``, in order, each once.
-
-    A missing file or directory raises IngestError; a directory or glob with no table
-    files resolves to nothing (a landing folder with no new data is normal).
-    """
-    found: list[Path] = []
-    for source in sources:
-        text = os.fspath(source)
-        if glob.has_magic(text):
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-        elif Path(text).is_dir():
-            matches = sorted(p for p in Path(text).iterdir() if p.is_file() and _is_table_file(p))
-        elif Path(text).exists():
-            matches = [Path(text)]
-        else:
-            raise IngestError(f"{text}: no such file or directory")
-        if not matches:
-            _log.warning("%s: no table files found", text)
-        found.extend(matches)
-    unique: dict[Path, Path] = {}
-    for path in found:
-        unique.setdefault(path.resolve(), path.absolute())  # absolute: lineage outlives the cwd
-    return list(unique.values())
-
-
 def ingest(lake: Lake, sources: Sequence[str | Path], cfg: DataConfig) -> IngestReport:
     """Read, validate and land ``sources`` in ``lake`` (see the module docstring)."""
     known = set(lake.read(BATCHES, columns=["content_hash"])["content_hash"]) if lake.exists(BATCHES) else set()
-    loaded: list[_Loaded] = []
-    for path in resolve_sources(sources):
-        item = _load(path, cfg, known)
+    loaded: list[LoadedSource] = []
+    for source in resolve_sources(sources):
+        item = load_source(source, cfg, known)
         known.add(item.content_hash)
         loaded.append(item)
-    fresh = [item for item in loaded if item.frame is not None]
+    fresh = [item for item in loaded if item.parsed is not None]
     freq = _resolve_freq(lake, cfg, fresh)
-    checked = {item.path: _validate(item, item.frame, cfg, freq) for item in fresh if item.frame is not None}
+    checked = {item.batch_id: _check(item, freq) for item in fresh}
 
     compare = ["y", *cfg.covariates]
-    state = _snapshot(lake, compare)
     ingested_at = pd.Timestamp.now(tz="UTC").floor("us")
-    reports: list[SourceReport] = []
-    series_parts: list[pd.DataFrame] = []
-    bad_parts: list[pd.DataFrame] = []
-    for item in loaded:
-        if item.frame is None:
-            reports.append(SourceReport(
-                str(item.path), item.content_hash, item.batch_id, "duplicate",
-                0, 0, 0, 0, 0, {}, 0, (),
-            ))
-            continue
-        result = checked[item.path]
-        counts, added, state = _classify(state, result.good, compare)
-        series_parts.append(result.good.assign(batch_id=item.batch_id, ingested_at=ingested_at))
-        bad_parts.append(result.bad.assign(ingested_at=ingested_at))
-        reasons = Counter(schema.reason_kind(r) for r in result.bad["reason"])
-        reports.append(SourceReport(
-            str(item.path), item.content_hash, item.batch_id, "ingested", len(item.frame),
-            *counts, len(result.bad), dict(sorted(reasons.items())), added,
-            schema.extra_columns(item.frame, cfg),
-        ))
+    goods = [checked[item.batch_id].good for item in fresh]
+    counts = _count(lake, goods, compare)
+    bad_parts = []
+    for item in fresh:
+        assert item.read is not None
+        rejected = item.read.rejected.assign(batch_id=item.batch_id, source=item.name)
+        bad = pd.concat([checked[item.batch_id].bad, rejected[list(schema.BAD_COLUMNS)]], ignore_index=True)
+        bad_parts.append(bad.sort_values("row", kind="stable").reset_index(drop=True))
 
-    series_rows = _concat(series_parts)
-    if len(series_rows):
-        # Within one run the later source wins a shared key, as it would across runs.
-        series_rows = series_rows.drop_duplicates(_KEYS, keep="last")
-        lake.upsert(SERIES, series_rows, keys=_KEYS, compare=compare)
+    metadata = {"lstm_pipeline.ingest": ",".join(item.batch_id for item in fresh)}
     quarantined = _concat(bad_parts)
     if len(quarantined):
-        lake.upsert(QUARANTINE, quarantined, keys=["batch_id", "row"], compare=["source", "reason", "raw"])
+        quarantined["ingested_at"] = ingested_at
+        lake.upsert(QUARANTINE, quarantined, keys=["batch_id", "row"], compare=["source", "reason", "raw"],
+                    commit_metadata=metadata)
+    series_rows = _series_rows(fresh, goods, ingested_at)
+    written = None
+    if series_rows.num_rows:
+        written = lake.upsert(SERIES, series_rows, keys=_KEYS, compare=compare, commit_metadata=metadata)
+    if len(counts) == 1 and counts[0][0] < 0:  # one source into an existing table: the merge counted
+        merged = (written.inserted, written.updated, written.unchanged) if written else (0, 0, 0)
+        counts = [(*merged, counts[0][3])]
+
+    reports: list[SourceReport] = []
+    fresh_counts = iter(zip(fresh, bad_parts, counts, strict=True))
+    for item in loaded:
+        if item.parsed is None:
+            reports.append(SourceReport(item.name, item.content_hash, item.batch_id, "duplicate",
+                                        0, 0, 0, 0, 0, {}, 0, ()))
+            continue
+        _, bad, (inserted, updated, unchanged, added) = next(fresh_counts)
+        assert item.read is not None
+        reasons = Counter(schema.reason_kind(r) for r in bad["reason"])
+        reports.append(SourceReport(
+            item.name, item.content_hash, item.batch_id, "ingested", item.read.rows_read,
+            inserted, updated, unchanged, len(bad), dict(sorted(reasons.items())), added,
+            schema.extra_columns(item.read.table, cfg),
+        ))
     if fresh:
-        batches = pd.DataFrame([_batch_row(r, freq, ingested_at) for r in reports if r.status == "ingested"])
-        lake.upsert(BATCHES, batches, keys=["content_hash"], compare=[str(c) for c in batches if c != "ingested_at"])
-    report = IngestReport(tuple(reports), freq, lake.version(SERIES))
+        version = written.version if written is not None else lake.version(SERIES)
+        batches = pd.DataFrame([_batch_row(r, freq, version, ingested_at) for r in reports if r.status == "ingested"])
+        lake.upsert(BATCHES, batches, keys=["content_hash"], compare=[str(c) for c in batches if c != "ingested_at"],
+                    commit_metadata=metadata)
+    versions = {table: lake.version(table) for table in (SERIES, QUARANTINE, BATCHES)}
+    report = IngestReport(tuple(reports), freq, versions[SERIES], versions)
     _log.info("ingest finished:\n%s", report.summary())
     return report
 
 
-def _is_table_file(path: Path) -> bool:
-    # Skip hidden and marker files (.crc, _SUCCESS) that writers leave beside data files.
-    return not path.name.startswith((".", "_")) and path.name.lower().endswith(_TABLE_SUFFIXES)
+# -- checking, counting and writing --------------------------------------------------
 
 
-def _load(path: Path, cfg: DataConfig, known: set[str]) -> _Loaded:
-    """Hash and parse one file (all cells as text); IngestError if it is not a table."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise IngestError(f"{path}: cannot read: {exc}") from exc
-    content_hash = hashlib.sha256(data).hexdigest()
-    if content_hash in known:
-        _log.info("%s: duplicate of an ingested source (%s), skipped", path, content_hash[:16])
-        return _Loaded(path, content_hash, None)
-    frame = _parse(path, data, cfg.csv_delimiter)
-    try:
-        schema.map_columns(frame, cfg)
-    except schema.SchemaError as exc:
-        raise IngestError(f"{path}: {exc}") from exc
-    return _Loaded(path, content_hash, frame)
-
-
-def _parse(path: Path, data: bytes, delimiter: str) -> pd.DataFrame:
-    # Parsed from the hashed bytes, so the hash describes exactly what was read.
-    is_parquet = data[:4] == b"PAR1" or path.name.lower().endswith((".parquet", ".pq"))
-    kind = "Parquet" if is_parquet else "CSV"
-    try:
-        if is_parquet:
-            table = pq.read_table(pa.BufferReader(data))
-            as_text = pa.Table.from_arrays(
-                [column.cast(pa.string()) for column in table.columns], names=table.column_names
-            )
-            frame: pd.DataFrame = as_text.to_pandas()
-            return frame
-        return pd.read_csv(
-            io.BytesIO(data), sep=delimiter, dtype=str, keep_default_na=False, index_col=False,
-            compression="gzip" if data[:2] == b"\x1f\x8b" else None, encoding="utf-8-sig",
-        )
-    except pd.errors.EmptyDataError as exc:
-        raise IngestError(f"{path}: empty file, no header") from exc
-    except (OSError, EOFError, ValueError, zlib.error, pa.ArrowException) as exc:
-        raise IngestError(f"{path}: cannot be read as a {kind} table: {str(exc).strip()}") from exc
-
-
-def _resolve_freq(lake: Lake, cfg: DataConfig, fresh: list[_Loaded]) -> str | None:
+def _resolve_freq(lake: Lake, cfg: DataConfig, fresh: list[LoadedSource]) -> str | None:
     try:
         configured = schema.normalize_freq(cfg.freq) if cfg.freq else None
     except ValueError as exc:
@@ -279,55 +219,129 @@ def _resolve_freq(lake: Lake, cfg: DataConfig, fresh: list[_Loaded]) -> str | No
     recorded = lake.freq()
     if configured and recorded and configured != recorded:
         raise IngestError(f"data.freq {cfg.freq!r} contradicts the lake's frequency {recorded!r}")
-    if configured or recorded or not fresh:
+    if configured or recorded:
         return configured or recorded
-    keys = pd.concat(
-        [schema.map_columns(item.frame, cfg)[["unique_id", "ds"]] for item in fresh if item.frame is not None],
-        ignore_index=True,
-    )
+    voters = [item for item in fresh if item.parsed is not None and item.parsed.key_ok().any()]
+    if not voters:
+        return None  # no row has a key that could lie on a grid: nothing to infer from
     try:
-        freq = schema.infer_freq(keys)
+        freq = schema.infer_freq_parsed([item.parsed for item in voters if item.parsed is not None])
     except ValueError as exc:
-        raise IngestError(f"{', '.join(str(i.path) for i in fresh)}: {exc}") from exc
+        raise IngestError(f"{', '.join(item.name for item in voters)}: {exc}") from exc
     _log.info("frequency inferred from this first ingest: %s", freq)
     return freq
 
 
-def _validate(item: _Loaded, frame: pd.DataFrame, cfg: DataConfig, freq: str | None) -> schema.Validated:
+def _check(item: LoadedSource, freq: str | None) -> schema.Checked:
+    assert item.parsed is not None
     try:
-        return schema.validate(frame, cfg, freq, source=str(item.path), batch_id=item.batch_id)
+        return schema.check(item.parsed, freq, source=item.name, batch_id=item.batch_id)
     except ValueError as exc:
-        raise IngestError(f"{item.path}: {exc}") from exc
+        raise IngestError(f"{item.name}: {exc}") from exc
 
 
-def _snapshot(lake: Lake, compare: list[str]) -> pd.DataFrame:
-    """Keys and compare values now in ``series`` (a compare column new to it: NaN)."""
+def _series_rows(fresh: list[LoadedSource], goods: list[pa.Table], ingested_at: pd.Timestamp) -> pa.Table:
+    """Good rows of all sources with their lineage; a key in two sources: the later wins."""
+    parts = []
+    for item, good in zip(fresh, goods, strict=True):
+        if good.num_rows:
+            parts.append(good.append_column("batch_id", _constant_text(item.batch_id, good.num_rows))
+                         .append_column("ingested_at", _constant_stamp(ingested_at, good.num_rows)))
+    if not parts:
+        return pa.table({})
+    rows = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    if len(parts) > 1:
+        later = rows.select(_KEYS).to_pandas().duplicated(_KEYS, keep="last").to_numpy()
+        rows = rows.filter(pa.array(~later))
+    return rows
+
+
+def _constant_text(value: str, n: int) -> pa.Array:
+    """``value`` n times, built from buffers (pa.repeat goes value by value)."""
+    data = value.encode()
+    if len(data) * n >= 2**31:
+        return pa.repeat(pa.scalar(value, pa.large_string()), n).cast(pa.string())
+    offsets = np.arange(0, (n + 1) * len(data), len(data), dtype=np.int32)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
+
+
+def _constant_stamp(value: pd.Timestamp, n: int) -> pa.Array:
+    micros = np.full(n, value.as_unit("us").value, dtype=np.int64)
+    return pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), n, [None, pa.py_buffer(micros)])
+
+
+def _count(lake: Lake, goods: list[pa.Table], compare: list[str]) -> list[tuple[int, int, int, int]]:
+    """(inserted, updated, unchanged, series added) per source, as if landed one by one.
+
+    For one source into an existing table the first three are -1: the merge counts them
+    exactly (and cheaply), so they are taken from it.
+    """
+    exists = lake.exists(SERIES)
+    if not exists and len(goods) == 1:
+        return [(goods[0].num_rows, 0, 0, len(pc.unique(goods[0].column("unique_id"))))]
+    held = _held_ids(lake, goods) if exists else set()
+    if len(goods) == 1:
+        ids = set(pc.unique(goods[0].column("unique_id")).to_pylist())
+        return [(-1, -1, -1, len(ids - held))]
+    state = _snapshot(lake, goods, compare) if exists else _empty_state(compare)
+    counts = []
+    for good in goods:
+        rows = good.select([*_KEYS, *compare]).to_pandas()
+        merged = rows.merge(state, on=_KEYS, how="left", suffixes=("", "_old"), indicator=True)
+        new = (merged["_merge"] == "left_only").to_numpy()
+        same = ~new
+        for column in compare:
+            a, b = merged[column], merged[f"{column}_old"]
+            same &= ((a == b) | (a.isna() & b.isna())).to_numpy()
+        inserted, unchanged = int(new.sum()), int(same.sum())
+        ids = set(rows["unique_id"])
+        counts.append((inserted, len(rows) - inserted - unchanged, unchanged, len(ids - held)))
+        held |= ids
+        state = pd.concat([state, rows], ignore_index=True).drop_duplicates(_KEYS, keep="last")
+    return counts
+
+
+def _held_ids(lake: Lake, goods: list[pa.Table]) -> set[str]:
+    """The run's series ids that the ``series`` table already holds."""
+    ids = pc.unique(pa.concat_arrays([g.column("unique_id").combine_chunks() for g in goods] or
+                                     [pa.array([], type=pa.string())]))
+    # Matched here, not in the scan: an is_in filter on text fails on files that merges
+    # wrote as string_view (pyarrow 25 with deltalake 1.6).
+    held = lake.scan(SERIES, ["unique_id"])
+    if not held.num_rows or not len(ids):
+        return set()
+    present = pc.unique(held.column("unique_id").cast(pa.string()))
+    return set(ids.filter(pc.is_in(ids, value_set=present)).to_pylist())
+
+
+def _empty_state(compare: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "unique_id": pd.Series(dtype="str"), "ds": pd.Series(dtype="datetime64[us]"),
+        **{c: pd.Series(dtype="float64") for c in compare},
+    })
+
+
+def _snapshot(lake: Lake, goods: list[pa.Table], compare: list[str]) -> pd.DataFrame:
+    """Keys and compare values of ``series`` rows that the run's keys could match."""
+    ids = pa.concat_arrays([g.column("unique_id").combine_chunks() for g in goods if g.num_rows] or
+                           [pa.array([], type=pa.string())])
+    stamps = pa.concat_arrays([g.column("ds").combine_chunks() for g in goods if g.num_rows] or
+                              [pa.array([], type=pa.timestamp("us"))])
+    if not len(ids):
+        return _empty_state(compare)
+    low, high = pc.min_max(stamps).values()
     present = set(lake.columns(SERIES))
-    state = lake.read(SERIES, columns=[c for c in [*_KEYS, *compare] if c in present]) if present else pd.DataFrame()
-    dtypes = {"unique_id": "str", "ds": "datetime64[us]"}
-    for column in [*_KEYS, *compare]:
-        if column not in state.columns:
-            state[column] = pd.Series(dtype=dtypes.get(column, "float64"))
-    return state[[*_KEYS, *compare]]
-
-
-def _classify(
-    state: pd.DataFrame, good: pd.DataFrame, compare: list[str]
-) -> tuple[tuple[int, int, int], int, pd.DataFrame]:
-    """(inserted, updated, unchanged), new series and the state after landing ``good``."""
-    merged = good[[*_KEYS, *compare]].merge(
-        state, on=_KEYS, how="left", suffixes=("", "_old"), indicator=True
-    )
-    new = (merged["_merge"] == "left_only").to_numpy()
-    same = ~new
-    for column in compare:
-        a, b = merged[column], merged[f"{column}_old"]
-        same &= ((a == b) | (a.isna() & b.isna())).to_numpy()
-    inserted, unchanged = int(new.sum()), int(same.sum())
-    added = len(set(good["unique_id"]) - set(state["unique_id"]))
-    rows = good[[*_KEYS, *compare]]
-    after = pd.concat([state, rows], ignore_index=True) if len(state) else rows
-    return (inserted, len(good) - inserted - unchanged, unchanged), added, after.drop_duplicates(_KEYS, keep="last")
+    # Files outside the run's time range are not read; ids are matched here (``_held_ids``).
+    found_table = lake.scan(SERIES, [c for c in [*_KEYS, *compare] if c in present],
+                            (pc.field("ds") >= low) & (pc.field("ds") <= high))
+    if found_table.num_rows:
+        wanted = pc.is_in(found_table.column("unique_id").cast(pa.string()), value_set=pc.unique(ids))
+        found_table = found_table.filter(wanted)
+    found = found_table.to_pandas()
+    state = _empty_state(compare)
+    if len(found):
+        state = found.reindex(columns=list(state.columns)).astype(state.dtypes.to_dict())  # new column: NaN
+    return state
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -335,14 +349,17 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _batch_row(report: SourceReport, freq: str | None, ingested_at: pd.Timestamp) -> dict[str, object]:
+def _batch_row(
+    report: SourceReport, freq: str | None, series_version: int | None, ingested_at: pd.Timestamp
+) -> dict[str, object]:
     return {
         "content_hash": report.content_hash,
         "batch_id": report.batch_id,
         "source": report.source,
         "rows_read": report.rows_read,
-        "rows_landed": report.rows_read - report.rows_quarantined,
+        "rows_landed": report.rows_landed,
         "rows_quarantined": report.rows_quarantined,
         "freq": freq or "",
+        "series_version": -1 if series_version is None else series_version,
         "ingested_at": ingested_at,
     }

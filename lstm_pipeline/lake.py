@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lstm_pipeline.config import LakeConfig
@@ -152,6 +154,23 @@ class Lake:
         frame["y"] = frame["y"].astype("float64")
         return frame.sort_values(["unique_id", "ds"], kind="stable").reset_index(drop=True)
 
+    def scan(
+        self, table: str, columns: Sequence[str] | None = None, where: pc.Expression | None = None
+    ) -> pa.Table:
+        """The table's latest version as Arrow, only ``columns`` and the rows matching ``where``.
+
+        Files whose statistics cannot match ``where`` are not read. A table that does
+        not exist scans as an empty Arrow table without columns.
+        """
+        if not self.exists(table):
+            return pa.table({})
+        try:
+            return self._open(table).to_pyarrow_table(
+                columns=list(columns) if columns is not None else None, filters=where
+            )
+        except (DeltaError, pa.ArrowException, ValueError) as exc:
+            raise LakeError(f"{table}: cannot scan columns {columns}: {exc}") from exc
+
     def history(self, table: str) -> list[dict[str, Any]]:
         """Delta commit history, newest first; empty if the table does not exist."""
         if not self.exists(table):
@@ -174,37 +193,43 @@ class Lake:
     def upsert(
         self,
         table: str,
-        df: pd.DataFrame,
+        df: pd.DataFrame | pa.Table,
         keys: Sequence[str],
         compare: Sequence[str] | None = None,
+        *,
+        commit_metadata: Mapping[str, str] | None = None,
     ) -> WriteResult:
-        """Merge ``df`` into ``table`` on ``keys`` in ONE atomic commit.
+        """Merge ``df`` (pandas or Arrow) into ``table`` on ``keys`` in ONE atomic commit.
 
         New keys are inserted; rows whose key exists and whose ``compare`` columns
         (default: every non-key column) differ are updated in all non-key columns;
         equal ones are not rewritten and count as unchanged. Nothing changed: no commit.
         The first write creates the table. ``df`` must not repeat a key. Concurrent
         commits are retried with backoff; LakeError if they keep conflicting.
+        ``commit_metadata`` is recorded in the commit (see ``history``).
+
+        Only files whose statistics overlap the source's range of each timestamp or
+        integer key are read and rewritten: new periods merge without touching old files.
         """
         keys = list(keys)
-        missing = [k for k in keys if k not in df.columns]
+        data = _to_arrow(df)
+        missing = [k for k in keys if k not in data.column_names]
         if not keys or missing:
             raise LakeError(f"{table}: upsert needs key columns in the frame, missing {missing or keys}")
-        repeated = df.duplicated(keys)
-        if repeated.any():
-            example = df.loc[repeated, keys].iloc[0].tolist()
+        example = _repeated_key(data, keys)
+        if example is not None:
             raise LakeError(f"{table}: upsert source repeats keys {keys}, e.g. {example}")
-        others = [c for c in df.columns if c not in keys]
+        others = [c for c in data.column_names if c not in keys]
         compare = others if compare is None else list(compare)
-        if df.empty:
+        if data.num_rows == 0:
             return WriteResult(table, self._version_or_minus_one(table), 0, 0, 0)
-        data = _to_arrow(df)
+        properties = _commit_properties(commit_metadata)
         for attempt in range(_MAX_ATTEMPTS):
             try:
-                if not self.exists(table) and self._create(table, data):
-                    result = WriteResult(table, self._open(table).version(), len(df), 0, 0)
+                if not self.exists(table) and self._create(table, data, properties):
+                    result = WriteResult(table, self._open(table).version(), data.num_rows, 0, 0)
                 else:
-                    result = self._merge(table, data, keys, others, compare)
+                    result = self._merge(table, data, keys, others, compare, properties)
             except CommitFailedError as exc:
                 _log.info("%s: concurrent commit (attempt %d): %s", table, attempt + 1, exc)
                 time.sleep(_BACKOFF_S * 2**attempt * (1 + random.random()))
@@ -215,21 +240,24 @@ class Lake:
             return result
         raise LakeError(f"{table}: upsert kept conflicting with concurrent commits ({_MAX_ATTEMPTS} attempts)")
 
-    def append(self, table: str, df: pd.DataFrame) -> WriteResult:
+    def append(
+        self, table: str, df: pd.DataFrame | pa.Table, *, commit_metadata: Mapping[str, str] | None = None
+    ) -> WriteResult:
         """Append ``df`` to ``table`` in one commit (creating it); an empty frame writes nothing.
 
         New columns are added to the table schema; retried on concurrent-commit conflicts.
         """
-        if df.empty:
-            return WriteResult(table, self._version_or_minus_one(table), 0, 0, 0)
         data = _to_arrow(df)
+        if data.num_rows == 0:
+            return WriteResult(table, self._version_or_minus_one(table), 0, 0, 0)
+        properties = _commit_properties(commit_metadata)
         for attempt in range(_MAX_ATTEMPTS):
             try:
-                if not self.exists(table) and self._create(table, data):
+                if not self.exists(table) and self._create(table, data, properties):
                     version = self._open(table).version()
                 else:
                     dt = self._open(table)
-                    write_deltalake(dt, data, mode="append", schema_mode="merge")
+                    write_deltalake(dt, data, mode="append", schema_mode="merge", commit_properties=properties)
                     version = dt.version()
             except CommitFailedError as exc:
                 _log.info("%s: concurrent commit (attempt %d): %s", table, attempt + 1, exc)
@@ -237,8 +265,8 @@ class Lake:
                 continue
             except (DeltaError, pa.ArrowException, ValueError) as exc:
                 raise LakeError(f"{table}: append failed: {exc}") from exc
-            _log.info("%s: appended %d rows -> version %d", table, len(df), version)
-            return WriteResult(table, version, len(df), 0, 0)
+            _log.info("%s: appended %d rows -> version %d", table, data.num_rows, version)
+            return WriteResult(table, version, data.num_rows, 0, 0)
         raise LakeError(f"{table}: append kept conflicting with concurrent commits ({_MAX_ATTEMPTS} attempts)")
 
     # -- internals --------------------------------------------------------------------
@@ -254,10 +282,12 @@ class Lake:
         version = self.version(table)
         return -1 if version is None else version
 
-    def _create(self, table: str, data: pa.Table) -> bool:
+    def _create(self, table: str, data: pa.Table, properties: CommitProperties | None = None) -> bool:
         """Create the table with ``data``; False if another writer created it first."""
         try:
-            write_deltalake(self.uri(table), data, mode="error", storage_options=self._options)
+            write_deltalake(
+                self.uri(table), data, mode="error", storage_options=self._options, commit_properties=properties
+            )
         except DeltaError:
             if self.exists(table):
                 return False  # lost the race: merge into the other writer's table instead
@@ -265,13 +295,20 @@ class Lake:
         return True
 
     def _merge(
-        self, table: str, data: pa.Table, keys: list[str], others: list[str], compare: list[str]
+        self,
+        table: str,
+        data: pa.Table,
+        keys: list[str],
+        others: list[str],
+        compare: list[str],
+        properties: CommitProperties | None = None,
     ) -> WriteResult:
         dt = self._open(table)
         target_columns = {field.name for field in dt.schema().fields}
-        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        on = " AND ".join([f"t.`{k}` = s.`{k}`" for k in keys] + _key_ranges(data, keys))
         merger = dt.merge(
             data, predicate=on, source_alias="s", target_alias="t", merge_schema=True,
+            commit_properties=properties,
         )
         if others and compare:
             if all(c in target_columns for c in compare):
@@ -290,16 +327,72 @@ class Lake:
         return WriteResult(table, dt.version(), inserted, updated, unchanged)
 
 
-def _to_arrow(df: pd.DataFrame) -> pa.Table:
+def _to_arrow(df: pd.DataFrame | pa.Table) -> pa.Table:
     """The frame as Arrow, with timestamps in microseconds (Delta's only resolution)."""
-    data = pa.Table.from_arrays([_column_to_arrow(col) for _, col in df.items()], names=[str(c) for c in df.columns])
+    if isinstance(df, pa.Table):
+        data = df
+    else:
+        data = pa.Table.from_arrays([_column_to_arrow(col) for _, col in df.items()], names=[str(c) for c in df.columns])
     fields = []
     for field in data.schema:
         if pa.types.is_timestamp(field.type) and field.type.unit != "us":
             field = field.with_type(pa.timestamp("us", tz=field.type.tz))
         fields.append(field)
+    schema = pa.schema(fields)
     # safe=False: sub-microsecond parts are truncated rather than failing the write.
-    return data.cast(pa.schema(fields), safe=False)
+    return data if schema.equals(data.schema) else data.cast(schema, safe=False)
+
+
+def _commit_properties(metadata: Mapping[str, str] | None) -> CommitProperties | None:
+    return CommitProperties(custom_metadata=dict(metadata)) if metadata else None
+
+
+def _repeated_key(data: pa.Table, keys: list[str]) -> list[Any] | None:
+    """One key that ``data`` repeats, or None. Sorted sources are checked in one pass."""
+    if data.num_rows < 2:
+        return None
+    columns = [data.column(k) for k in keys]
+    if all(c.null_count == 0 for c in columns):
+        # Strictly increasing keys (lexicographically, row to row) cannot repeat.
+        greater = np.zeros(data.num_rows - 1, dtype=bool)
+        equal = np.ones(data.num_rows - 1, dtype=bool)
+        try:
+            for column in columns:
+                after, before = column.slice(1), column.slice(0, data.num_rows - 1)
+                greater |= equal & np.asarray(pc.greater(after, before), dtype=bool)
+                equal &= np.asarray(pc.equal(after, before), dtype=bool)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            greater[:] = False  # a type Arrow cannot order: use the general check below
+        if greater.all():
+            return None
+    frame = data.select(keys).to_pandas()
+    repeated = frame.duplicated(keys)
+    return frame.loc[repeated, keys].iloc[0].tolist() if repeated.any() else None
+
+
+def _key_ranges(data: pa.Table, keys: list[str]) -> list[str]:
+    """``t.k >= lo AND t.k <= hi`` for each naive timestamp or integer key of ``data``.
+
+    Redundant with the equality join, but it lets the merge skip every file whose
+    statistics lie outside the source's range instead of reading the whole table.
+    Text keys get none: Delta may truncate text statistics.
+    """
+    terms = []
+    for key in keys:
+        column = data.column(key)
+        kind = column.type
+        if column.null_count or not (
+            (pa.types.is_timestamp(kind) and kind.tz is None) or pa.types.is_integer(kind)
+        ):
+            continue
+        low, high = pc.min_max(column).values()
+        if pa.types.is_timestamp(kind):
+            as_text = [np.datetime_as_string(np.datetime64(v.value, kind.unit), unit="us") for v in (low, high)]
+            bounds = [f"'{t}'" for t in as_text]
+        else:
+            bounds = [str(int(low.as_py())), str(int(high.as_py()))]
+        terms += [f"t.`{key}` >= {bounds[0]}", f"t.`{key}` <= {bounds[1]}"]
+    return terms
 
 
 def _column_to_arrow(col: pd.Series) -> pa.Array:

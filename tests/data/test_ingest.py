@@ -59,9 +59,10 @@ def test_a_good_csv_lands_exactly(lake: Lake, tmp_path: Path) -> None:
     assert (batch["content_hash"], batch["source"], batch["rows_read"], batch["rows_landed"], batch["freq"]) == (
         digest, str(src), 6, 6, "MS")
     assert set(lake.read(SERIES)["batch_id"]) == {digest[:16]}
-    assert report.summary().splitlines()[:2] == [
+    assert report.summary().splitlines()[:3] == [
         "1 source(s) ingested, 0 duplicate(s) skipped; freq MS; series table version 0",
-        "rows: 6 read, 6 inserted, 0 updated, 0 unchanged, 0 quarantined; 2 new series",
+        "rows: 6 read, 6 landed (6 inserted, 0 updated, 0 unchanged), 0 quarantined; 2 new series",
+        "lake versions: series 0, quarantine -, batches 0",
     ]
 
 
@@ -148,8 +149,10 @@ def test_csv_quirks_byte_order_mark_blank_lines_short_rows_and_quoting(lake: Lak
     src.write_bytes("\ufeffunique_id,ds,y\n\n\"x,1\",2020-01-01,1\na,2020-01-01\n\na,2020-02-01,2\n".encode())
     report = ingest(lake, [src], DataConfig(freq="MS"))
     assert rows(lake) == [("a", "2020-02-01", 2.0), ("x,1", "2020-01-01", 1.0)]
-    # Row numbers count data records: blank lines are not rows.
-    assert lake.read(QUARANTINE)[["row", "reason"]].values.tolist() == [[2, "y missing"]]
+    # Row numbers count data records: blank lines are not rows. A short record is not padded.
+    assert lake.read(QUARANTINE)[["row", "reason"]].values.tolist() == [
+        [2, "wrong number of fields: 2, the header has 3"]]
+    assert json.loads(lake.read(QUARANTINE)["raw"].iloc[0]) == {"_text": "a,2020-01-01"}
     assert report.rows_read == 3
 
 
@@ -244,3 +247,11 @@ def test_first_ingest_without_an_inferable_frequency_fails_clearly(lake: Lake, t
     with pytest.raises(IngestError, match=r"one.csv: cannot infer the frequency.*set data.freq"):
         ingest(lake, [src], CFG)
     assert ingest(lake, [src], DataConfig(freq="MS")).rows_inserted == 2
+
+
+def test_a_first_file_whose_every_row_is_bad_is_quarantined_not_refused(lake: Lake, tmp_path: Path) -> None:
+    src = write(tmp_path / "bad.csv", "unique_id,ds,y\na,junk,1\n,2020-01-01,2\n")
+    report = ingest(lake, [src], CFG)
+    assert (report.freq, report.rows_quarantined, report.series_version) == (None, 2, None)
+    assert lake.read(QUARANTINE).sort_values("row")["reason"].tolist() == ["ds unparsable: 'junk'", "unique_id empty"]
+    assert lake.freq() is None and not lake.exists(SERIES)

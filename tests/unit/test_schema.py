@@ -7,16 +7,21 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.schema import (
     BAD_COLUMNS,
+    DUPLICATE,
     SchemaError,
+    check,
     extra_columns,
     infer_freq,
+    infer_freq_parsed,
     map_columns,
     normalize_freq,
+    parse,
     reason_kind,
     validate,
 )
@@ -192,3 +197,65 @@ def test_normalize_freq_and_reason_kind() -> None:
         normalize_freq("M")
     assert reason_kind("y not finite: 'nan'") == "y not finite"
     assert reason_kind("duplicate (unique_id, ds) in batch") == "duplicate (unique_id, ds) in batch"
+
+
+def test_ids_are_compared_after_stripping_so_padded_copies_are_duplicates() -> None:
+    frame = raw([(" a", "2020-01-01", "1"), ("a ", "2020-01-01", "2"), ("b", "2020-01-01", "3")])
+    assert reasons(frame) == [(1, DUPLICATE), (2, DUPLICATE)]
+
+
+@pytest.mark.parametrize("order", ["grouped", "shuffled"])
+def test_duplicates_are_found_whatever_the_row_order(order: str) -> None:
+    rows = [(u, f"2020-{m:02d}-01", "1") for u in ("a", "b", "c") for m in range(1, 5)] + [("b", "2020-03-01", "9")]
+    if order == "shuffled":
+        rows = [rows[i] for i in (12, 3, 7, 0, 11, 5, 9, 1, 4, 10, 2, 8, 6)]
+    found = reasons(raw(rows))
+    positions = [i + 1 for i, r in enumerate(rows) if r[:2] == ("b", "2020-03-01")]
+    assert found == [(p, DUPLICATE) for p in positions] and len(positions) == 2
+    # An id that starts two runs in a grouped-looking file is caught too.
+    split = raw([("a", "2020-01-01", "1"), ("b", "2020-01-01", "2"), ("a", "2020-01-01", "3")])
+    assert reasons(split) == [(1, DUPLICATE), (3, DUPLICATE)]
+
+
+def test_parse_takes_typed_columns_and_refuses_types_that_cannot_hold_the_contract() -> None:
+    table = pa.table({
+        "unique_id": pa.array([1, 2, None], type=pa.int64()),
+        "ds": pa.array([pd.Timestamp("2020-01-01 01:00", tz="Europe/Paris"), None, pd.Timestamp("2020-01-01", tz="UTC")],
+                       type=pa.timestamp("ns", tz="Europe/Paris")),
+        "y": pa.array([1.5, 2.0, float("nan")], type=pa.float32()),
+    })
+    result = check(parse(table, CFG), "h", source="t.parquet", batch_id="b")
+    assert result.good.to_pydict() == {
+        "unique_id": ["1"], "ds": [pd.Timestamp("2020-01-01 00:00").to_pydatetime()], "y": [1.5],
+    }
+    assert result.bad[["row", "reason"]].values.tolist() == [[2, "ds missing"], [3, "unique_id empty"]]
+    with pytest.raises(SchemaError, match="column 'y' has type bool; expected numbers"):
+        parse(table.set_column(2, "y", pa.array([True, False, True])), CFG)
+    with pytest.raises(SchemaError, match="column 'ds' \\(ds\\) has type int64"):
+        parse(table.set_column(1, "ds", pa.array([20200101, 20200201, 20200301])), CFG)
+
+
+def test_row_numbers_can_be_given_for_tables_with_rows_set_aside() -> None:
+    table = pa.table({"unique_id": ["a", "a", "a"], "ds": ["2020-01-01", "bad", "2020-03-01"], "y": ["1", "2", "x"]})
+    result = check(parse(table, CFG, rows=np.array([2, 5, 9])), "MS", source="f", batch_id="b")
+    assert result.bad[["row", "reason"]].values.tolist() == [[5, "ds unparsable: 'bad'"], [9, "y not a number: 'x'"]]
+
+
+def test_only_a_table_with_keys_needs_a_frequency() -> None:
+    empty = parse(pa.table({"unique_id": pa.array([], pa.string()), "ds": pa.array([], pa.string()),
+                            "y": pa.array([], pa.string())}), CFG)
+    assert check(empty, None, source="f", batch_id="b").good.num_rows == 0
+    keyless = parse(pa.table({"unique_id": ["a", ""], "ds": ["junk", "2020-01-01"], "y": ["1", "2"]}), CFG)
+    assert check(keyless, None, "f", "b").bad["reason"].tolist() == ["ds unparsable: 'junk'", "unique_id empty"]
+    with pytest.raises(ValueError, match="needs a frequency"):
+        check(parse(pa.table({"unique_id": ["a"], "ds": ["2020-01-01"], "y": ["1"]}), CFG), None, "f", "b")
+
+
+def test_infer_freq_parsed_votes_across_tables() -> None:
+    one = parse(pa.table({"unique_id": ["a"] * 3, "ds": ["2020-01-01", "2020-02-01", "2020-03-01"], "y": ["1"] * 3}), CFG)
+    two = parse(pa.table({"unique_id": ["b"] * 2 + ["c"] * 3,
+                          "ds": ["2021-01-01", "2021-02-01", "2020-01-01", "2020-01-02", "2020-01-03"],
+                          "y": ["1"] * 5}), CFG)
+    # a votes MS, c votes D, b has two stamps and abstains: the tie goes to the first alias.
+    assert infer_freq_parsed([one, two]) == "D"
+    assert infer_freq_parsed([one]) == "MS"
