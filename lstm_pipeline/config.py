@@ -104,6 +104,8 @@ class TrainConfig(_Section):
     # "mase": weight each series' loss by scale / seasonal-naive MAE, i.e. train on MASE.
     loss_weighting: Literal["mase", "none"] = "mase"
     seed: int = 42
+    # Models trained with seeds seed, seed+1, ... and averaged; costs that many trainings.
+    ensemble: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Fine-tuning: the same code path, started from the champion, with its own budget.
     finetune_epochs: int = Field(30, ge=1)

@@ -11,7 +11,7 @@ chunk is sized to the free device memory.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +23,8 @@ from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.scaling import Method, fit_stats, unscale
 from lstm_pipeline.train import pick_device
 
-__all__ = ["DEFAULT_CHUNK", "ForecastResult", "chunk_for_device", "future_dates", "predict"]
+__all__ = [
+    "DEFAULT_CHUNK", "ForecastResult", "chunk_for_device", "future_dates", "predict", "predict_ensemble"]
 
 FORECAST_COLUMNS = ["unique_id", "ds", "cutoff", "step", "yhat"]
 # Windows per forward pass: bounded so that inference memory stays flat however many
@@ -70,7 +71,7 @@ def predict(
     Series shorter than the lookback get no forecast and are listed in ``skipped``.
     Series the model has not seen are scaled with statistics fitted on their history.
     ``chunk`` bounds the windows per forward pass; on CUDA it is lowered further to fit
-    in the free device memory. The result does not depend on ``chunk``.
+    in the free device memory. ``chunk`` changes the result only by float rounding.
     """
     L, H = checkpoint.window.lookback, checkpoint.window.horizon
     latest, skipped = _latest(checkpoint, history, L)
@@ -85,7 +86,7 @@ def predict(
         rows = latest.stats.take(np.repeat(np.arange(lo, hi), L))  # per row of the chunk's windows
         x = scaled_features(
             latest.y[lo:hi].reshape(-1), latest.ds[lo:hi].reshape(-1),
-            latest.covs[lo:hi].reshape(-1, latest.covs.shape[2]), rows, checkpoint.season_length,
+            latest.covs[lo:hi].reshape((hi - lo) * L, latest.covs.shape[2]), rows, checkpoint.season_length,
         )
         return x.reshape(hi - lo, L, F)  # [c*L, F] -> [c, L, F]
 
@@ -125,10 +126,8 @@ def _latest(checkpoint: Checkpoint, history: pd.DataFrame, L: int) -> tuple[_Lat
     codes, uniques = pd.factorize(history["unique_id"], sort=True)
     ids = pd.Index(uniques).astype(str)
     ds = history["ds"].to_numpy()
-    if _is_sorted(codes, ds):
-        order = np.arange(len(codes))
-    else:
-        order = np.lexsort((ds, codes))  # by series, then time: like sort_values(["unique_id", "ds"])
+    # Row positions in (series, time) order, like sort_values(["unique_id", "ds"]); None: already so.
+    order = None if _is_sorted(codes, ds) else np.lexsort((ds, codes))
     counts = np.bincount(codes, minlength=len(ids))
     short = np.flatnonzero(counts < L)
     skipped = {str(ids[i]): f"{counts[i]} points, needs at least {L} (lookback)" for i in short}
@@ -137,7 +136,9 @@ def _latest(checkpoint: Checkpoint, history: pd.DataFrame, L: int) -> tuple[_Lat
         return None, skipped
 
     ends = np.cumsum(counts)[keep]  # one past each kept series' last row, in sorted order
-    rows = order[(ends - L)[:, None] + np.arange(L)]  # [S, L] positions in history
+    rows = (ends - L)[:, None] + np.arange(L)  # [S, L] positions in sorted order
+    if order is not None:
+        rows = order[rows]  # -> positions in history
     y = history["y"].to_numpy(dtype=np.float64)
     covs = history[covariates].to_numpy(dtype=np.float64) if covariates else np.zeros((len(history), 0))
     kept_ids = ids[keep]
@@ -217,8 +218,9 @@ def _infer(
                 buffer = staging[slot][: hi - lo]
                 buffer.copy_(host)
                 x = buffer.to(device, non_blocking=True)
-                copied[slot] = torch.cuda.Event()
-                copied[slot].record()  # type: ignore[union-attr]
+                event = torch.cuda.Event()  # type: ignore[no-untyped-call]
+                event.record()
+                copied[slot] = event
             else:
                 x = host
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
@@ -236,7 +238,8 @@ def _future_grid(cutoffs: np.ndarray, freq: str, horizon: int) -> np.ndarray:
     """
     offset = pd.tseries.frequencies.to_offset(freq)
     base = pd.DatetimeIndex(cutoffs)
-    grid = np.empty((len(base), horizon), dtype=base.dtype)
+    # The resolution date_range gives (it may be finer than the history's, never coarser).
+    grid = np.empty((len(base), horizon), dtype=future_dates(base[0], freq, horizon).dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # non-vectorised offsets: few cutoffs
         for k in range(1, horizon + 1):
@@ -245,3 +248,13 @@ def _future_grid(cutoffs: np.ndarray, freq: str, horizon: int) -> np.ndarray:
     for i in off_grid:
         grid[i] = future_dates(base[i], freq, horizon).to_numpy()
     return grid
+
+
+def predict_ensemble(checkpoints: Sequence[Checkpoint], history: pd.DataFrame, device: str = "auto") -> ForecastResult:
+    """The mean forecast of several models (an ensemble of seeds) over the same history."""
+    results = [predict(c, history, device=device) for c in checkpoints]
+    if len(results) == 1:
+        return results[0]
+    keys = ["unique_id", "ds", "cutoff", "step"]
+    frame = pd.concat([r.frame for r in results]).groupby(keys, sort=False, as_index=False)["yhat"].mean()
+    return ForecastResult(frame, results[0].skipped)

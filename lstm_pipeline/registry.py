@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -29,7 +29,7 @@ from mlflow.models import infer_signature
 
 from lstm_pipeline.checkpoint import Checkpoint
 from lstm_pipeline.config import RegistryConfig
-from lstm_pipeline.forecast import ForecastResult, predict
+from lstm_pipeline.forecast import ForecastResult, predict, predict_ensemble
 from lstm_pipeline.intervals import add_intervals
 from lstm_pipeline.policy import ChampionFacts, Promotion
 from lstm_pipeline.train import EpochLog
@@ -48,18 +48,23 @@ _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 class ForecastModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
     """pyfunc wrapper: a history frame (unique_id, ds, y) in, the forecast frame out."""
 
-    checkpoint: Checkpoint
+    members: list[Checkpoint]  # one model, or an ensemble of seeds averaged
     quantiles: dict[int, list[float]]
 
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self.members[0]
+
     def load_context(self, context: Any) -> None:
-        self.checkpoint = Checkpoint.load(context.artifacts["checkpoint"])
+        names = sorted((k for k in context.artifacts if k.startswith("checkpoint")), key=_member_index)
+        self.members = [Checkpoint.load(context.artifacts[name]) for name in names]
         path = context.artifacts.get("intervals")
         raw = json.loads(Path(path).read_text()) if path else {}
         self.quantiles = {int(level): [float(q) for q in qs] for level, qs in raw.items()}
 
     def forecast(self, history: pd.DataFrame) -> ForecastResult:
         """Point forecasts plus conformal interval columns (``yhat_lo_80`` ... ``yhat_hi_95``)."""
-        result = predict(self.checkpoint, history)
+        result = predict_ensemble(self.members, history)
         frame = add_intervals(result.frame, history, self.quantiles, self.checkpoint.season_length)
         return ForecastResult(frame, result.skipped)
 
@@ -225,17 +230,21 @@ class TrainingRun:
     def log_figure(self, figure: Any, name: str) -> None:
         self.client.log_figure(self.run_id, figure, name)
 
-    def log_model(self, checkpoint: Checkpoint, quantiles: Mapping[int, list[float]], example: pd.DataFrame) -> str:
+    def log_model(
+        self, members: Sequence[Checkpoint], quantiles: Mapping[int, list[float]], example: pd.DataFrame
+    ) -> str:
         """Log the pyfunc model (weights, scaler, interval widths) and register it.
 
         Returns the new version number.
         """
         with tempfile.TemporaryDirectory() as tmp:
-            path, intervals = Path(tmp) / "checkpoint.pt", Path(tmp) / "intervals.json"
-            checkpoint.save(path)
+            paths = {_member_name(k): Path(tmp) / f"{_member_name(k)}.pt" for k in range(len(members))}
+            for member, path in zip(members, paths.values()):
+                member.save(path)
+            intervals = Path(tmp) / "intervals.json"
             intervals.write_text(json.dumps({str(k): v for k, v in quantiles.items()}))
             model = ForecastModel()
-            model.checkpoint, model.quantiles = checkpoint, dict(quantiles)
+            model.members, model.quantiles = list(members), dict(quantiles)
             output = model.forecast(example).frame
             with _pointed_at(self.registry.uri), mlflow.start_run(run_id=self.run_id), warnings.catch_warnings():
                 # The output's integer `step` column never holds missing values.
@@ -243,7 +252,7 @@ class TrainingRun:
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=ForecastModel(),
-                    artifacts={"checkpoint": str(path), "intervals": str(intervals)},
+                    artifacts={**{name: str(p) for name, p in paths.items()}, "intervals": str(intervals)},
                     code_paths=[str(_PACKAGE_DIR)],
                     signature=infer_signature(example, output),
                     input_example=example,
@@ -279,6 +288,14 @@ def _pointed_at(uri: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _member_name(k: int) -> str:
+    return "checkpoint" if k == 0 else f"checkpoint_{k}"
+
+
+def _member_index(name: str) -> int:
+    return int(name.rsplit("_", 1)[1]) if "_" in name else 0
 
 
 def _pip_requirements() -> list[str]:

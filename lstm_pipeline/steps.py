@@ -20,11 +20,11 @@ import pandas as pd
 from lstm_pipeline import __version__, baselines, intervals, plots
 from lstm_pipeline.backtest import BacktestResult, backtest, training_cutoff_frame
 from lstm_pipeline.config import PipelineConfig, season_length_for
-from lstm_pipeline.forecast import predict
+from lstm_pipeline.forecast import predict_ensemble
 from lstm_pipeline.ingest import IngestReport, ingest
 from lstm_pipeline.lake import FORECASTS, SERIES, Lake
 from lstm_pipeline.policy import Promotion, TrainingDecision, choose_training, decide_promotion, model_config_hash
-from lstm_pipeline.registry import CHAMPION, Registry, TrainingRun
+from lstm_pipeline.registry import CHAMPION, ForecastModel, Registry, TrainingRun
 from lstm_pipeline.train import TrainResult, fit
 
 __all__ = [
@@ -125,10 +125,10 @@ def run_training(
     run = registry.start_run(f"{decision.action}-{tags['data_end']}", tags)
     try:
         run.log_params(_params(cfg, freq, season))
-        init = champion_model.checkpoint if decision.action == "finetune" and champion_model else None
-        result = fit(train_frame, cfg, freq, init=init, callbacks=[run.on_epoch], meta=tags)
+        members = _fit_members(train_frame, cfg, freq, decision, champion_model, run, tags)
+        result = members[0]
         forecasters = {
-            CANDIDATE: lambda h: predict(result.checkpoint, h).frame,
+            CANDIDATE: lambda h: predict_ensemble([m.checkpoint for m in members], h).frame,
             SEASONAL_NAIVE: lambda h: baselines.seasonal_naive(h, H, freq, season),
             "naive": lambda h: baselines.naive(h, H, freq),
         }
@@ -141,20 +141,22 @@ def run_training(
         quantiles = intervals.fit_quantiles(_residuals(evaluation, CANDIDATE))
         _log_evaluation(run, result, evaluation, comparison, series)
         example = series.groupby("unique_id").tail(cfg.window.lookback).head(cfg.window.lookback)
-        version = run.log_model(result.checkpoint, quantiles, example)
+        version = run.log_model([m.checkpoint for m in members], quantiles, example)
         promotion = decide_promotion(
             candidate_mase=comparison.loc[CANDIDATE, "mase"],
             baseline_mase=comparison.loc[SEASONAL_NAIVE, "mase"],
             champion_mase=comparison.loc[CHAMPION_MODEL, "mase"] if champion_model else None,
             margin=cfg.registry.promotion_margin,
-            diverged=result.diverged,
+            diverged=any(m.diverged for m in members),
         )
-        effort = {"epochs": str(len(result.history)), "steps": str(result.steps), "device": result.device}
+        steps_taken = sum(m.steps for m in members)
+        effort = {"epochs": str(len(result.history)), "steps": str(steps_taken), "device": result.device,
+                  "ensemble": str(len(members))}
         if decision.action == "finetune" and champion_info is not None:
             # What a full retrain cost, for the reviewer's comparison.
             effort["retrain_steps"] = champion_info.tags.get("retrain_steps", champion_info.tags.get("steps", ""))
         else:
-            effort["retrain_steps"] = str(result.steps)
+            effort["retrain_steps"] = str(steps_taken)
         registry.record_decision(
             version, promotion, comparison[_REVIEW_COLUMNS],
             {**tags, **effort, "backtest_mase": f"{comparison.loc[CANDIDATE, 'mase']:.6f}", "run_id": run.run_id,
@@ -219,6 +221,21 @@ def _params(cfg: PipelineConfig, freq: str, season: int) -> dict[str, object]:
         for key, value in getattr(cfg, section).model_dump().items():
             params[f"{section}.{key}"] = value
     return params
+
+
+def _fit_members(
+    train_frame: pd.DataFrame, cfg: PipelineConfig, freq: str, decision: TrainingDecision,
+    champion: ForecastModel | None, run: TrainingRun, tags: dict[str, str],
+) -> list[TrainResult]:
+    """``train.ensemble`` models with consecutive seeds; fine-tuning starts member k from the
+    champion's member k. Only the first member's epochs are logged as the run's curves."""
+    members = []
+    for k in range(cfg.train.ensemble):
+        member_cfg = cfg.with_overrides({"train": {"seed": cfg.train.seed + k}})
+        init = champion.members[k % len(champion.members)] if decision.action == "finetune" and champion else None
+        callbacks = [run.on_epoch] if k == 0 else []
+        members.append(fit(train_frame, member_cfg, freq, init=init, callbacks=callbacks, meta=tags))
+    return members
 
 
 def _residuals(evaluation: BacktestResult, model: str) -> pd.DataFrame:

@@ -33,13 +33,15 @@ def trend_seasonal(n_series: int = 8, n: int = 96, start: str = "2010-01-01", se
     """Monthly series with a linear trend, a yearly cycle and a little noise.
 
     Seasonal naive lags the trend by one season on these (MASE near 1), so a model that
-    learns anything beats it clearly: the promotion gate has a known answer.
+    learns anything beats it clearly: the promotion gate has a known answer. The first
+    ``n`` points do not depend on ``n``, so a longer call gives the same series, extended.
     """
-    rng = np.random.default_rng(seed)
     ds = pd.date_range(start, periods=n, freq="MS")
     t = np.arange(n)
     frames = []
     for i in range(n_series):
+        # One generator per series: a longer ``n`` extends each series, it does not redraw it.
+        rng = np.random.default_rng([seed, i])
         level, slope, amp = rng.uniform(50, 500), rng.uniform(0.5, 3.0), rng.uniform(5, 40)
         y = level + slope * t + amp * np.sin(2 * np.pi * (t + i) / 12) + rng.normal(0, 1.0, n)
         frames.append(pd.DataFrame({"unique_id": f"s{i:02d}", "ds": ds, "y": np.round(y, 3)}))

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from flows.pipeline import pipeline_flow
 from lstm_pipeline.cli import app
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.lake import FORECASTS, SERIES, Lake
+from lstm_pipeline.lake import ACCURACY, FORECASTS, SERIES, Lake
 from lstm_pipeline.registry import CHAMPION, Registry
 from tests.conftest import trend_seasonal
 
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 def test_pipeline_ingests_trains_promotes_and_forecasts_then_reruns_idempotently(
     tiny_config: Callable[..., PipelineConfig], tmp_path: Path
 ) -> None:
-    cfg = tiny_config()
+    # The monitor's live error must not trigger a retrain here: this test is about the
+    # fine-tune that new data brings (the degradation branch has tests of its own).
+    cfg = tiny_config(policy={"degradation_ratio": 1000})
     data = trend_seasonal(n_series=8, n=96)
     first = tmp_path / "first.csv"
     data.to_csv(first, index=False)
@@ -57,6 +59,9 @@ def test_pipeline_ingests_trains_promotes_and_forecasts_then_reruns_idempotently
     newer[pd.to_datetime(newer["ds"]) > last_obs.max()].to_csv(later, index=False)
     third = pipeline_flow([str(later)], config=cfg)
     assert third["train"]["action"] == "finetune"
+    # Before training, the monitor scored the first vintage against the new actuals.
+    accuracy = lake.read(ACCURACY)
+    assert len(accuracy) == 8 * 12 and set(accuracy["model_version"]) == {champion.version}
     archive = lake.read(FORECASTS)
     assert archive.groupby("unique_id")["cutoff"].nunique().eq(2).all()
 
