@@ -2,7 +2,8 @@
 
 from flows.forecast import forecast_flow
 from flows.ingest import ingest_flow
+from flows.monitor import monitor_flow
 from flows.pipeline import pipeline_flow
 from flows.train import train_flow
 
-__all__ = ["forecast_flow", "ingest_flow", "pipeline_flow", "train_flow"]
+__all__ = ["forecast_flow", "ingest_flow", "monitor_flow", "pipeline_flow", "train_flow"]

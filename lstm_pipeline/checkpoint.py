@@ -43,7 +43,7 @@ class Checkpoint:
 
     @property
     def n_features(self) -> int:
-        n_calendar = calendar_features(pd.DatetimeIndex([]), self.season_length).shape[1]
+        n_calendar = int(calendar_features(pd.DatetimeIndex([]), self.season_length).shape[1])
         return 1 + n_calendar + len(self.covariates)
 
     def build(self, device: str | torch.device = "cpu") -> LSTMForecaster:
@@ -194,4 +194,4 @@ def _covariate_matrix(frame: pd.DataFrame, covariates: Sequence[str]) -> np.ndar
     """``[n, C]`` float64 covariate values of ``frame`` (``[n, 0]`` without covariates)."""
     if not covariates:
         return np.zeros((len(frame), 0))
-    return frame[list(covariates)].to_numpy(dtype=np.float64)
+    return np.asarray(frame[list(covariates)].to_numpy(dtype=np.float64))

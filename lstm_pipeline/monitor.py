@@ -64,6 +64,13 @@ class MonitorOutcome:
     recorded: tuple[str, ...] = ()  # versions whose live accuracy was (re)written in the registry
     missing_versions: tuple[str, ...] = ()  # versions in the forecasts but not in the registry
 
+    def live_table(self) -> pd.DataFrame:
+        """``live`` for display: dates as ISO strings, metrics rounded."""
+        shown = self.live.copy()
+        for col in ("last_cutoff", "last_ds"):
+            shown[col] = pd.to_datetime(shown[col]).dt.strftime("%Y-%m-%d")
+        return shown.round({"mae": 4, "mase": 4})
+
     def summary(self) -> str:
         lines = [
             f"monitor: {self.realised} forecast rows realised ({self.inserted} new, {self.updated} revised), "
@@ -127,16 +134,17 @@ def live_accuracy(errors: pd.DataFrame, by: Sequence[str] = ("model_version",)) 
     """
     by = list(by)
     columns = ["n_forecasts", "n_points", "mae", "mase", "last_cutoff", "last_ds"]
-    if errors.empty:
-        return pd.DataFrame(columns=columns, index=pd.MultiIndex.from_arrays([[]] * len(by), names=by)
-                            if len(by) > 1 else pd.Index([], name=by[0]))
-    per_forecast = errors.groupby([*by, "unique_id", "cutoff"], sort=True).agg(
+    forecast_keys = [*by, *(k for k in ("unique_id", "cutoff") if k not in by)]
+    per_forecast = errors.groupby(forecast_keys, sort=True).agg(
         n_points=("abs_error", "size"), mae=("abs_error", "mean"), mase=("scaled_error", "mean"),
         last_ds=("ds", "max"),
     ).reset_index()
+    if "cutoff" in by:
+        per_forecast["last_cutoff"] = per_forecast["cutoff"]
     table = per_forecast.groupby(by, sort=True).agg(
-        n_forecasts=("unique_id", "size"), n_points=("n_points", "sum"), mae=("mae", "mean"),
-        mase=("mase", "mean"), last_cutoff=("cutoff", "max"), last_ds=("last_ds", "max"),
+        n_forecasts=("n_points", "size"), n_points=("n_points", "sum"), mae=("mae", "mean"),
+        mase=("mase", "mean"), last_cutoff=("last_cutoff" if "cutoff" in by else "cutoff", "max"),
+        last_ds=("last_ds", "max"),
     )
     return table[columns]
 

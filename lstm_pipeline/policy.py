@@ -71,8 +71,14 @@ def choose_training(
     config_hash: str,
     policy: PolicyConfig,
     now: datetime,
+    latest: ChampionFacts | None = None,
 ) -> TrainingDecision:
-    """Retrain, fine-tune or skip; ``requested`` other than ``auto`` is obeyed when possible."""
+    """Retrain, fine-tune or skip; ``requested`` other than ``auto`` is obeyed when possible.
+
+    ``latest`` is the most recent candidate (the ``challenger``). When it was not promoted
+    and was trained on this very data with this configuration, training again would only
+    repeat it: the scheduled run skips until new data or a new configuration arrives.
+    """
     if champion is None:
         why = "no champion yet"
         return TrainingDecision("retrain", why if requested != "finetune" else f"{why}: cannot fine-tune, retraining")
@@ -82,6 +88,13 @@ def choose_training(
         return TrainingDecision("retrain", "model configuration changed since the champion was trained")
     if requested == "finetune":
         return TrainingDecision("finetune", "fine-tune requested")
+    if (
+        latest is not None and latest.version != champion.version
+        and latest.data_version == data_version and latest.config_hash == config_hash
+    ):
+        return TrainingDecision(
+            "skip", f"v{latest.version} was already trained on series table v{data_version} and not promoted"
+        )
     age = now - champion.trained_at
     if age > timedelta(days=policy.max_champion_age_days):
         return TrainingDecision("retrain", f"champion is {age.days} days old (limit {policy.max_champion_age_days:g})")

@@ -1,7 +1,7 @@
 """The operator's view: what the lake holds, which models serve, how their forecasts fare.
 
-Read-only over the lake. The registry is opened only if it exists (a local SQLite store
-that is not there yet is reported as such, not created).
+Reads only: no table is written, and the registry is opened only if it exists (a local
+SQLite store that is not there yet is reported as such, not created).
 """
 
 from __future__ import annotations

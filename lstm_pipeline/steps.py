@@ -24,7 +24,7 @@ from lstm_pipeline.forecast import predict_ensemble
 from lstm_pipeline.ingest import IngestReport, ingest
 from lstm_pipeline.lake import FORECASTS, SERIES, Lake
 from lstm_pipeline.policy import Promotion, TrainingDecision, choose_training, decide_promotion, model_config_hash
-from lstm_pipeline.registry import CHAMPION, ForecastModel, Registry, TrainingRun
+from lstm_pipeline.registry import CHALLENGER, CHAMPION, ForecastModel, Registry, TrainingRun
 from lstm_pipeline.train import TrainResult, fit
 
 __all__ = [
@@ -113,6 +113,7 @@ def run_training(
     decision = choose_training(
         mode, champion_info.facts() if champion_info else None, data_version, model_config_hash(cfg, freq),
         cfg.policy, now or datetime.now(timezone.utc),
+        latest=latest.facts() if (latest := registry.version(CHALLENGER)) else None,
     )
     log.info("training decision: %s (%s)", decision.action, decision.reason)
     if decision.action == "skip":

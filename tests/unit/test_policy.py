@@ -185,3 +185,30 @@ def test_hash_includes_the_season_length() -> None:
     # Configured or derived from the frequency, the same season is the same model.
     cfg = load_config(environ={})
     assert model_config_hash(cfg, "MS") == model_config_hash(cfg.with_overrides({"data": {"season_length": 12}}), "MS")
+
+
+# --- a challenger already trained on this data ----------------------------------------
+
+
+def test_a_rejected_challenger_on_the_same_data_and_config_means_skip() -> None:
+    rejected = champion(version="4", data_version=8)
+    d = choose_training("auto", champion(), 8, HASH, POLICY, NOW, latest=rejected)
+    assert (d.action, d.reason) == ("skip", "v4 was already trained on series table v8 and not promoted")
+
+
+@pytest.mark.parametrize(
+    ("latest", "expected"),
+    [
+        (champion(version="4", data_version=7), "finetune"),  # trained before the newest data
+        (champion(version="4", data_version=8, config_hash="other"), "finetune"),  # another config
+        (champion(version="3", data_version=8), "finetune"),  # the challenger is the champion
+    ],
+)
+def test_new_data_still_finetunes_when_the_challenger_does_not_cover_it(latest: ChampionFacts, expected: str) -> None:
+    assert choose_training("auto", champion(), 8, HASH, POLICY, NOW, latest=latest).action == expected
+
+
+def test_an_explicit_request_is_obeyed_even_after_a_rejected_challenger() -> None:
+    rejected = champion(version="4", data_version=8)
+    assert choose_training("finetune", champion(), 8, HASH, POLICY, NOW, latest=rejected).action == "finetune"
+    assert choose_training("retrain", champion(), 8, HASH, POLICY, NOW, latest=rejected).action == "retrain"
