@@ -83,6 +83,9 @@ def run(
         result = pipeline_flow(sources or [str(SAMPLE)], mode=_mode(mode), config=cfg)
     except Exception as exc:  # the flow has logged the traceback; say what failed
         _fail(exc)
+    ingested = result.get("ingest")
+    if isinstance(ingested, dict):
+        typer.echo(ingested.pop("summary", ""))
     typer.echo(f"pipeline finished: {result}")
 
 

@@ -45,7 +45,7 @@ _RUNTIME_PACKAGES = ("torch", "pandas", "numpy", "pydantic", "pyyaml")
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
-class ForecastModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class ForecastModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """pyfunc wrapper: a history frame (unique_id, ds, y) in, the forecast frame out."""
 
     members: list[Checkpoint]  # one model, or an ensemble of seeds averaged
