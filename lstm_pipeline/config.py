@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
@@ -161,6 +160,8 @@ def load_config(
     """Build the configuration: defaults < YAML file < environment < overrides."""
     values: dict[str, Any] = {}
     if path is not None:
+        import yaml  # only when a file is given: a bare training box may lack PyYAML
+
         loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")

@@ -30,6 +30,10 @@ FORECAST_COLUMNS = ["unique_id", "ds", "cutoff", "step", "yhat"]
 # Windows per forward pass: bounded so that inference memory stays flat however many
 # series there are (cuDNN asks for far more workspace on one huge batch).
 DEFAULT_CHUNK = 65_536
+# On a CPU, small passes are faster (the step's working set stays in cache) and light:
+# 2x the windows/s of 65,536-window passes for a 2 x 64 LSTM on one core of the 2-core
+# bench box, and a fraction of the memory (bench/RESULTS.md).
+_CPU_CHUNK = 2_048
 # On CUDA a chunk may use at most this share of the device memory free at the start.
 _DEVICE_MEMORY_SHARE = 0.5
 # Bytes of cuDNN workspace and activations per (window, step, layer, direction, hidden unit)
@@ -70,8 +74,8 @@ def predict(
 
     Series shorter than the lookback get no forecast and are listed in ``skipped``.
     Series the model has not seen are scaled with statistics fitted on their history.
-    ``chunk`` bounds the windows per forward pass; on CUDA it is lowered further to fit
-    in the free device memory. ``chunk`` changes the result only by float rounding.
+    ``chunk`` bounds the windows per forward pass; the device may lower it further
+    (:func:`chunk_for_device`). It changes the result only by float rounding.
     """
     L, H = checkpoint.window.lookback, checkpoint.window.horizon
     latest, skipped = _latest(checkpoint, history, L)
@@ -108,9 +112,10 @@ def predict(
 
 
 def chunk_for_device(net: LSTMForecaster, device: torch.device, lookback: int, n_features: int, chunk: int) -> int:
-    """Windows per forward pass: ``chunk``, lowered on CUDA to what fits in free memory."""
+    """Windows per forward pass: at most ``chunk``; on a CPU at most a cache-sized pass,
+    on CUDA at most what fits in the free device memory."""
     if device.type != "cuda":
-        return max(int(chunk), 1)
+        return max(min(int(chunk), _CPU_CHUNK), 1)
     free, _ = torch.cuda.mem_get_info(device)
     lstm = net.lstm
     directions = 2 if lstm.bidirectional else 1

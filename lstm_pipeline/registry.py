@@ -29,7 +29,7 @@ from mlflow.models import infer_signature
 
 from lstm_pipeline.checkpoint import Checkpoint
 from lstm_pipeline.config import RegistryConfig
-from lstm_pipeline.forecast import ForecastResult, predict, predict_ensemble
+from lstm_pipeline.forecast import ForecastResult, predict_ensemble
 from lstm_pipeline.intervals import add_intervals
 from lstm_pipeline.policy import ChampionFacts, Promotion
 from lstm_pipeline.train import EpochLog

@@ -123,7 +123,7 @@ def wait_healthy(proc: Proc, url: str, timeout_s: float = 240) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not proc.alive():
-            raise RuntimeError(f"prefect server exited before it was healthy\n{proc.report()}")
+            raise RuntimeError(f"{proc.name} exited before it was healthy\n{proc.report()}")
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=3) as response:
                 if response.status == 200:
@@ -131,7 +131,7 @@ def wait_healthy(proc: Proc, url: str, timeout_s: float = 240) -> None:
         except OSError:
             pass
         time.sleep(1)
-    raise RuntimeError(f"prefect server not healthy after {timeout_s}s\n{proc.report()}")
+    raise RuntimeError(f"{proc.name} not healthy after {timeout_s}s\n{proc.report()}")
 
 
 @pytest.fixture(scope="module")
