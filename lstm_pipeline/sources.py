@@ -131,6 +131,7 @@ def load_source(source: Path | str, cfg: DataConfig, known: set[str]) -> LoadedS
         parsed = schema.parse(read.table, cfg, read.rows)
     except schema.SchemaError as exc:
         raise IngestError(f"{name}: {exc}") from exc
+    _log.info("%s: read %d rows (%s)", name, read.table.num_rows, content_hash[:16])
     return LoadedSource(name, content_hash, read, parsed)
 
 
