@@ -21,7 +21,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,21 +224,15 @@ class Lake:
         if data.num_rows == 0:
             return WriteResult(table, self._version_or_minus_one(table), 0, 0, 0)
         properties = _commit_properties(commit_metadata)
-        for attempt in range(_MAX_ATTEMPTS):
-            try:
-                if not self.exists(table) and self._create(table, data, properties):
-                    result = WriteResult(table, self._open(table).version(), data.num_rows, 0, 0)
-                else:
-                    result = self._merge(table, data, keys, others, compare, properties)
-            except CommitFailedError as exc:
-                _log.info("%s: concurrent commit (attempt %d): %s", table, attempt + 1, exc)
-                time.sleep(_BACKOFF_S * 2**attempt * (1 + random.random()))
-                continue
-            except (DeltaError, pa.ArrowException, ValueError) as exc:
-                raise LakeError(f"{table}: upsert failed: {exc}") from exc
-            _log.info("%s: upsert -> %s", table, result)
-            return result
-        raise LakeError(f"{table}: upsert kept conflicting with concurrent commits ({_MAX_ATTEMPTS} attempts)")
+
+        def attempt() -> WriteResult:
+            if not self.exists(table) and self._create(table, data, properties):
+                return WriteResult(table, self._open(table).version(), data.num_rows, 0, 0)
+            return self._merge(table, data, keys, others, compare, properties)
+
+        result = _retrying(table, "upsert", attempt)
+        _log.info("%s: upsert -> %s", table, result)
+        return result
 
     def append(
         self, table: str, df: pd.DataFrame | pa.Table, *, commit_metadata: Mapping[str, str] | None = None
@@ -251,23 +245,17 @@ class Lake:
         if data.num_rows == 0:
             return WriteResult(table, self._version_or_minus_one(table), 0, 0, 0)
         properties = _commit_properties(commit_metadata)
-        for attempt in range(_MAX_ATTEMPTS):
-            try:
-                if not self.exists(table) and self._create(table, data, properties):
-                    version = self._open(table).version()
-                else:
-                    dt = self._open(table)
-                    write_deltalake(dt, data, mode="append", schema_mode="merge", commit_properties=properties)
-                    version = dt.version()
-            except CommitFailedError as exc:
-                _log.info("%s: concurrent commit (attempt %d): %s", table, attempt + 1, exc)
-                time.sleep(_BACKOFF_S * 2**attempt * (1 + random.random()))
-                continue
-            except (DeltaError, pa.ArrowException, ValueError) as exc:
-                raise LakeError(f"{table}: append failed: {exc}") from exc
-            _log.info("%s: appended %d rows -> version %d", table, data.num_rows, version)
-            return WriteResult(table, version, data.num_rows, 0, 0)
-        raise LakeError(f"{table}: append kept conflicting with concurrent commits ({_MAX_ATTEMPTS} attempts)")
+
+        def attempt() -> WriteResult:
+            if not self.exists(table) and self._create(table, data, properties):
+                return WriteResult(table, self._open(table).version(), data.num_rows, 0, 0)
+            dt = self._open(table)
+            write_deltalake(dt, data, mode="append", schema_mode="merge", commit_properties=properties)
+            return WriteResult(table, dt.version(), data.num_rows, 0, 0)
+
+        result = _retrying(table, "append", attempt)
+        _log.info("%s: appended %d rows -> version %d", table, data.num_rows, result.version)
+        return result
 
     # -- internals --------------------------------------------------------------------
 
@@ -325,6 +313,22 @@ class Lake:
         updated = int(metrics["num_target_rows_updated"])
         unchanged = int(metrics["num_source_rows"]) - inserted - updated
         return WriteResult(table, dt.version(), inserted, updated, unchanged)
+
+
+def _retrying(table: str, what: str, attempt: Callable[[], WriteResult]) -> WriteResult:
+    """Run one write; on a concurrent-commit conflict, back off with jitter and redo it.
+
+    Each attempt recomputes the write against the table's new state, so nothing is lost.
+    """
+    for n in range(_MAX_ATTEMPTS):
+        try:
+            return attempt()
+        except CommitFailedError as exc:
+            _log.info("%s: concurrent commit (attempt %d): %s", table, n + 1, exc)
+            time.sleep(_BACKOFF_S * 2**n * (1 + random.random()))
+        except (DeltaError, pa.ArrowException, ValueError) as exc:
+            raise LakeError(f"{table}: {what} failed: {exc}") from exc
+    raise LakeError(f"{table}: {what} kept conflicting with concurrent commits ({_MAX_ATTEMPTS} attempts)")
 
 
 def _to_arrow(df: pd.DataFrame | pa.Table) -> pa.Table:
