@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from lstm_pipeline import schema
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.lake import BATCHES, QUARANTINE, SERIES, Lake
-from lstm_pipeline.sources import IngestError, LoadedSource, load_source, resolve_sources
+from lstm_pipeline.sources import IngestError, LoadedSource, load_source, read_as_text, resolve_sources
 
 __all__ = ["IngestError", "IngestReport", "SourceReport", "ingest", "resolve_sources"]
 
@@ -153,14 +153,22 @@ def ingest(lake: Lake, sources: Sequence[str | Path], cfg: DataConfig) -> Ingest
         item = load_source(source, cfg, known)
         known.add(item.content_hash)
         loaded.append(item)
+    freq = _resolve_freq(lake, cfg, [item for item in loaded if item.parsed is not None])
+    checked = {}
+    for i, item in enumerate(loaded):
+        if item.parsed is None:
+            continue
+        checked[item.batch_id] = _check(item, freq)
+        if len(checked[item.batch_id].bad) and item.read is not None and item.read.typed:
+            # Rows will be quarantined, with the file's own text: read it again as text.
+            loaded[i] = read_as_text(item, cfg)
+            checked[item.batch_id] = _check(loaded[i], freq)
     fresh = [item for item in loaded if item.parsed is not None]
-    freq = _resolve_freq(lake, cfg, fresh)
-    checked = {item.batch_id: _check(item, freq) for item in fresh}
 
     compare = ["y", *cfg.covariates]
     ingested_at = pd.Timestamp.now(tz="UTC").floor("us")
     goods = [checked[item.batch_id].good for item in fresh]
-    counts = _count(lake, goods, compare)
+    counts = _count(lake, goods, [checked[item.batch_id].series for item in fresh], compare)
     bad_parts = []
     for item in fresh:
         assert item.read is not None
@@ -177,7 +185,10 @@ def ingest(lake: Lake, sources: Sequence[str | Path], cfg: DataConfig) -> Ingest
     series_rows = _series_rows(fresh, goods, ingested_at)
     written = None
     if series_rows.num_rows:
-        written = lake.upsert(SERIES, series_rows, keys=_KEYS, compare=compare, commit_metadata=metadata)
+        # Keys are unique: schema.check rejects every repeated key in a source, and
+        # _series_rows keeps only the later of a key that two sources share.
+        written = lake.upsert(SERIES, series_rows, keys=_KEYS, compare=compare, commit_metadata=metadata,
+                              keys_checked=True)
     if len(counts) == 1 and counts[0][0] < 0:  # one source into an existing table: the merge counted
         merged = (written.inserted, written.updated, written.unchanged) if written else (0, 0, 0)
         counts = [(*merged, counts[0][3])]
@@ -270,19 +281,22 @@ def _constant_stamp(value: pd.Timestamp, n: int) -> pa.Array:
     return pa.Array.from_buffers(pa.timestamp("us", tz="UTC"), n, [None, pa.py_buffer(micros)])
 
 
-def _count(lake: Lake, goods: list[pa.Table], compare: list[str]) -> list[tuple[int, int, int, int]]:
+def _count(
+    lake: Lake, goods: list[pa.Table], series: list[pa.Array], compare: list[str]
+) -> list[tuple[int, int, int, int]]:
     """(inserted, updated, unchanged, series added) per source, as if landed one by one.
+
+    ``series``: each source's distinct ids among its good rows.
 
     For one source into an existing table the first three are -1: the merge counts them
     exactly (and cheaply), so they are taken from it.
     """
     exists = lake.exists(SERIES)
     if not exists and len(goods) == 1:
-        return [(goods[0].num_rows, 0, 0, len(pc.unique(goods[0].column("unique_id"))))]
-    held = _held_ids(lake, goods) if exists else set()
+        return [(goods[0].num_rows, 0, 0, len(series[0]))]
+    held = _held_ids(lake, series) if exists else set()
     if len(goods) == 1:
-        ids = set(pc.unique(goods[0].column("unique_id")).to_pylist())
-        return [(-1, -1, -1, len(ids - held))]
+        return [(-1, -1, -1, len(set(series[0].to_pylist()) - held))]
     state = _snapshot(lake, goods, compare) if exists else _empty_state(compare)
     counts = []
     for good in goods:
@@ -301,10 +315,9 @@ def _count(lake: Lake, goods: list[pa.Table], compare: list[str]) -> list[tuple[
     return counts
 
 
-def _held_ids(lake: Lake, goods: list[pa.Table]) -> set[str]:
+def _held_ids(lake: Lake, series: list[pa.Array]) -> set[str]:
     """The run's series ids that the ``series`` table already holds."""
-    ids = pc.unique(pa.concat_arrays([g.column("unique_id").combine_chunks() for g in goods] or
-                                     [pa.array([], type=pa.string())]))
+    ids = pc.unique(pa.concat_arrays([*series, pa.array([], type=pa.string())]))
     # Matched here, not in the scan: an is_in filter on text fails on files that merges
     # wrote as string_view (pyarrow 25 with deltalake 1.6).
     held = lake.scan(SERIES, ["unique_id"])

@@ -198,13 +198,15 @@ class Lake:
         compare: Sequence[str] | None = None,
         *,
         commit_metadata: Mapping[str, str] | None = None,
+        keys_checked: bool = False,
     ) -> WriteResult:
         """Merge ``df`` (pandas or Arrow) into ``table`` on ``keys`` in ONE atomic commit.
 
         New keys are inserted; rows whose key exists and whose ``compare`` columns
         (default: every non-key column) differ are updated in all non-key columns;
         equal ones are not rewritten and count as unchanged. Nothing changed: no commit.
-        The first write creates the table. ``df`` must not repeat a key. Concurrent
+        The first write creates the table. ``df`` must not repeat a key: this is checked
+        unless ``keys_checked`` says the caller has already proven it. Concurrent
         commits are retried with backoff; LakeError if they keep conflicting.
         ``commit_metadata`` is recorded in the commit (see ``history``).
 
@@ -216,7 +218,7 @@ class Lake:
         missing = [k for k in keys if k not in data.column_names]
         if not keys or missing:
             raise LakeError(f"{table}: upsert needs key columns in the frame, missing {missing or keys}")
-        example = _repeated_key(data, keys)
+        example = None if keys_checked else _repeated_key(data, keys)
         if example is not None:
             raise LakeError(f"{table}: upsert source repeats keys {keys}, e.g. {example}")
         others = [c for c in data.column_names if c not in keys]

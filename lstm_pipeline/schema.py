@@ -75,6 +75,7 @@ class Checked:
     good: pa.Table
     bad: pd.DataFrame
     freq: str | None
+    series: pa.Array  # the distinct ids of the good rows (text)
 
 
 def normalize_freq(freq: str) -> str:
@@ -173,7 +174,9 @@ def check(parsed: Parsed, freq: str | None, source: str, batch_id: str) -> Check
         "ds": pa.array(parsed.ds[keep], type=pa.timestamp("us")),
         **{c: pa.array(v[keep], type=pa.float64()) for c, v in parsed.values.items()},
     })
-    return Checked(good=good, bad=_bad_rows(parsed, first, kinds, source, batch_id), freq=freq)
+    present = np.bincount(parsed.codes[good_mask], minlength=len(parsed.ids.dictionary)) > 0
+    series = parsed.ids.dictionary.filter(pa.array(present))
+    return Checked(good=good, bad=_bad_rows(parsed, first, kinds, source, batch_id), freq=freq, series=series)
 
 
 def validate(

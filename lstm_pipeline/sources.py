@@ -6,10 +6,14 @@
   (``file://``, ``s3://``, ``gs://``, ``hdfs://``; credentials from the environment).
 * A source's bytes are read once and hashed as they are read (sha256): the hash that
   identifies the source and the parse see the same bytes.
-* CSV cells are read as text (Parquet keeps its own types), so nothing is coerced before
-  ``schema.parse``. A CSV record the reader cannot split into the header's columns, or
-  that is not UTF-8, is set aside with its row number, to be quarantined like any other
-  bad row.
+* A CSV file is first read in the contract's types (ids text, ``ds`` timestamps, numbers),
+  on all cores: for a clean file this is all there is to do. If any cell does not convert,
+  or is empty or NA, or a record is malformed, the file is read again with every cell as
+  text (Parquet keeps its own types), so nothing is coerced before ``schema.parse``; and
+  ``read_as_text`` does the same for a typed read whose rows fail a later check, so that
+  every quarantined row keeps the file's own text. A CSV record the reader cannot split
+  into the header's columns, or that is not UTF-8, is set aside with its row number, to
+  be quarantined like any other bad row.
 * A file that cannot be read as a table with the contract's columns (or whose columns
   have types that cannot hold the contract's values) raises IngestError naming it.
 """
@@ -63,6 +67,7 @@ class RawTable:
     table: pa.Table
     rows: np.ndarray[Any, np.dtype[np.int64]] | None  # None: 1..n
     rejected: pd.DataFrame
+    typed: bool = False  # a CSV read in the contract's types, not as text
 
     @property
     def rows_read(self) -> int:
@@ -75,6 +80,7 @@ class LoadedSource:
 
     name: str  # absolute path or URI: lineage outlives the working directory
     content_hash: str
+    source: Path | str  # as resolved, to read it again
     read: RawTable | None = None  # None: a duplicate, not parsed
     parsed: schema.Parsed | None = None
 
@@ -120,19 +126,32 @@ def load_source(source: Path | str, cfg: DataConfig, known: set[str]) -> LoadedS
 
     Raises IngestError if it is not a table in the contract's shape.
     """
-    name = str(source)
     data, content_hash = _fetch(source)
     if content_hash in known:
-        _log.info("%s: duplicate of an ingested source (%s), skipped", name, content_hash[:16])
-        return LoadedSource(name, content_hash)
+        _log.info("%s: duplicate of an ingested source (%s), skipped", source, content_hash[:16])
+        return LoadedSource(str(source), content_hash, source)
+    return _load(source, data, content_hash, cfg, typed=True)
+
+
+def read_as_text(item: LoadedSource, cfg: DataConfig) -> LoadedSource:
+    """``item`` read again with every CSV cell as text (a typed read is only kept for
+    files whose every row lands). IngestError if the file changed in the meantime."""
+    data, content_hash = _fetch(item.source)
+    if content_hash != item.content_hash:
+        raise IngestError(f"{item.name}: the file changed while it was being ingested; run the ingest again")
+    return _load(item.source, data, content_hash, cfg, typed=False)
+
+
+def _load(source: Path | str, data: pa.Buffer, content_hash: str, cfg: DataConfig, typed: bool) -> LoadedSource:
+    name = str(source)
     is_parquet = data.size >= 4 and data[:4].to_pybytes() == b"PAR1" or name.lower().endswith((".parquet", ".pq"))
-    read = _read_parquet(name, data, cfg) if is_parquet else _read_csv(name, data, cfg)
+    read = _read_parquet(name, data, cfg) if is_parquet else _read_csv(name, data, cfg, typed)
     try:
         parsed = schema.parse(read.table, cfg, read.rows)
     except schema.SchemaError as exc:
         raise IngestError(f"{name}: {exc}") from exc
     _log.info("%s: read %d rows (%s)", name, read.table.num_rows, content_hash[:16])
-    return LoadedSource(name, content_hash, read, parsed)
+    return LoadedSource(name, content_hash, source, read, parsed)
 
 
 def _is_table_file(name: str) -> bool:
@@ -195,9 +214,10 @@ def _read_parquet(name: str, data: pa.Buffer, cfg: DataConfig) -> RawTable:
     return RawTable(table, None, _rejected([]))
 
 
-def _read_csv(name: str, data: pa.Buffer, cfg: DataConfig) -> RawTable:
-    """Every cell as text; records that do not split into the header's columns, or that
-    are not UTF-8, are set aside with their row number (records, blank lines not counted)."""
+def _read_csv(name: str, data: pa.Buffer, cfg: DataConfig, typed: bool) -> RawTable:
+    """``typed``: first try the contract's types (see ``_read_csv_typed``). Otherwise every
+    cell as text; records that do not split into the header's columns, or that are not
+    UTF-8, are set aside with their row number (records, blank lines not counted)."""
     delimiter = cfg.csv_delimiter
     if len(delimiter) != 1:
         raise IngestError(f"data.csv_delimiter must be one character, got {delimiter!r}")
@@ -217,6 +237,9 @@ def _read_csv(name: str, data: pa.Buffer, cfg: DataConfig) -> RawTable:
             delimiter=delimiter, newlines_in_values=True, invalid_row_handler=lambda row: "skip"))
         names = probe.schema.names
         _check_header(name, names, cfg, delimiter)
+        fast = _read_csv_typed(data, names, cfg) if typed else None
+        if fast is not None:
+            return fast
         malformed: list[tuple[int, int, int, str]] = []
 
         def set_aside(row: Any) -> str:
@@ -258,6 +281,33 @@ def _read_csv(name: str, data: pa.Buffer, cfg: DataConfig) -> RawTable:
         table, rows, not_utf8 = _decode(table, rows)
         rejected += not_utf8
     return RawTable(table, rows, _rejected(rejected))
+
+
+def _read_csv_typed(data: pa.Buffer, names: list[str], cfg: DataConfig) -> RawTable | None:
+    """The contract's columns in their types (other columns as text: they must still be
+    UTF-8), read on all cores; None unless every cell converts and none is empty or NA
+    (then the text read decides, cell by cell).
+
+    Arrow's CSV conversions are the casts ``schema.parse`` tries first on text, so a
+    file read here parses to the same values as when read as text.
+    """
+    contract = schema.contract_columns(names, cfg)
+    types = {n: pa.string() for n in names} | {contract["ds"]: pa.timestamp("us")}
+    types |= {contract[c]: pa.float64() for c in ("y", *cfg.covariates)}
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 22),
+            parse_options=pacsv.ParseOptions(delimiter=cfg.csv_delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, strings_can_be_null=False,
+                quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None  # a malformed record, or a cell that does not convert
+    if any(column.null_count for column in table.columns):
+        return None  # an empty or NA cell: the text read says which
+    return RawTable(table, None, _rejected([]), typed=True)
 
 
 def _decode(

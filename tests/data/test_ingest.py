@@ -15,6 +15,7 @@ import pytest
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.ingest import IngestError, ingest
 from lstm_pipeline.lake import BATCHES, QUARANTINE, SERIES, Lake
+from lstm_pipeline.sources import load_source, read_as_text
 
 CFG = DataConfig()
 GOOD = (
@@ -109,6 +110,40 @@ def test_bad_rows_are_quarantined_with_reason_and_row_number(lake: Lake, tmp_pat
         "unique_id empty": 1, "y not finite": 1,
     }
     assert lake.read(BATCHES)["rows_quarantined"].tolist() == [6]
+
+
+def test_a_clean_csv_read_in_types_parses_as_its_text_does(tmp_path: Path) -> None:
+    src = write(tmp_path / "clean.csv", 'unique_id,ds,y,note\n" a",2020-01-01,1.50,x\nb,2020-02-01T00:00,+2e1,y\n')
+    typed = load_source(src, CFG, set())
+    text = read_as_text(typed, CFG)
+    assert typed.read is not None and typed.read.typed and text.read is not None and not text.read.typed
+    assert typed.parsed is not None and text.parsed is not None
+    assert typed.parsed.ids.dictionary.to_pylist() == text.parsed.ids.dictionary.to_pylist() == ["a", "b"]
+    assert typed.parsed.ds.tolist() == text.parsed.ds.tolist()
+    assert typed.parsed.values["y"].tolist() == text.parsed.values["y"].tolist() == [1.5, 20.0]
+
+
+def test_rows_that_fail_a_later_check_are_quarantined_with_the_files_text(lake: Lake, tmp_path: Path) -> None:
+    # Every cell converts, so the file is first read in types; the grid and duplicate
+    # checks then reject rows, whose raw cells must be the file's own text.
+    src = write(tmp_path / "late.csv", "unique_id,ds,y\na,2020-01-01,1.50\na,2020-01-15,2.50\nb,2020-01-01,3\nb,2020-01-01,3\n")
+    report = ingest(lake, [src], DataConfig(freq="MS"))
+    assert rows(lake) == [("a", "2020-01-01", 1.5)]
+    quarantine = lake.read(QUARANTINE).sort_values("row")
+    assert [json.loads(raw) for raw in quarantine["raw"]] == [
+        {"unique_id": "a", "ds": "2020-01-15", "y": "2.50"},
+        {"unique_id": "b", "ds": "2020-01-01", "y": "3"},
+        {"unique_id": "b", "ds": "2020-01-01", "y": "3"},
+    ]
+    assert quarantine["row"].tolist() == [2, 3, 4] and report.rows_quarantined == 3
+
+
+def test_a_file_that_changes_between_its_two_reads_is_refused(tmp_path: Path) -> None:
+    src = write(tmp_path / "moving.csv", GOOD)
+    typed = load_source(src, CFG, set())
+    write(src, GOOD + "c,2020-01-01,5\n")
+    with pytest.raises(IngestError, match="changed while it was being ingested"):
+        read_as_text(typed, CFG)
 
 
 def test_a_revision_updates_the_value_and_the_old_version_keeps_the_old_one(lake: Lake, tmp_path: Path) -> None:
