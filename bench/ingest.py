@@ -11,8 +11,8 @@ memory is its own), into a fresh lake:
 * ``bare read+write``: pyarrow reads the file into that typed frame, then
   ``write_deltalake``. Timed: read + write. No hashing, no checks, no lineage.
 * ``ingest``: ``ingest(Lake(root), [file], DataConfig())``, a first ingest (frequency
-  inferred). Timed: the whole call: read and hash the bytes, parse every cell as text
-  (CSV) or by type (Parquet), check the contract (ids, ISO 8601 parse, grid, finite y,
+  inferred). Timed: the whole call: read and hash the bytes, read the columns in the
+  contract's types (a clean CSV; one with bad rows is read again as text), check the contract (ids, ISO 8601 parse, grid, finite y,
   duplicate keys), add lineage columns, write ``series`` and ``batches``, report.
 * ``ingest, next day``: then one more day of every series (``--series`` rows) ingested
   into that full lake: a merge that reads none of the old files.

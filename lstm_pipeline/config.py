@@ -79,8 +79,9 @@ class ModelConfig(_Section):
     """Options of the global LSTM; each maps onto ``torch.nn.LSTM``."""
 
     hidden_size: int = Field(64, ge=1)
-    num_layers: int = Field(2, ge=1)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    num_layers: int = Field(1, ge=1)
+    # Between stacked layers (nn.LSTM's own option): no effect with one layer.
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
     bidirectional: bool = False
     proj_size: int = Field(0, ge=0)
 
@@ -95,7 +96,7 @@ class TrainConfig(_Section):
     max_epochs: int = Field(200, ge=1)
     # None: 256 on CPU, 4096 on CUDA.
     batch_size: int | None = Field(None, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(15, ge=1)
@@ -103,6 +104,8 @@ class TrainConfig(_Section):
     # "mase": weight each series' loss by scale / seasonal-naive MAE, i.e. train on MASE.
     loss_weighting: Literal["mase", "none"] = "mase"
     seed: int = 42
+    # Weights scored and kept: an exponential moving average over steps (0: the raw weights).
+    ema_decay: float = Field(0.98, ge=0, lt=1)
     # Models trained with seeds seed, seed+1, ... and averaged; costs that many trainings.
     ensemble: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"

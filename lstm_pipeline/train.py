@@ -1,7 +1,8 @@
 """Fit or fine-tune the global LSTM: one code path, device and precision chosen here.
 
 Training uses the last ``horizon`` points of every series (that is long enough) as a
-time-based validation split for early stopping; the best epoch's weights are kept.
+time-based validation split for early stopping; the best epoch's weights are kept (by
+default an exponential moving average of the weights over the training steps).
 Fine-tuning is the same function started from a checkpoint, with its own epochs and
 learning rate. Side effects (logging to MLflow, progress) go through callbacks.
 """
@@ -137,6 +138,12 @@ def fit(
     generator = torch.Generator(device=device).manual_seed(tc.seed)
     amp = device.type == "cuda"
 
+    # Scored and kept: a moving average of the weights over the steps. It is smoother than
+    # the last step's weights, so early stopping is less often fooled by one lucky epoch.
+    ema = None
+    if tc.ema_decay > 0:
+        average = torch.optim.swa_utils.get_ema_multi_avg_fn(tc.ema_decay)
+        ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=average)
     history: list[EpochLog] = []
     best_state, best_loss, best_epoch, steps, diverged = None, math.inf, 0, 0, False
     for epoch in range(1, epochs + 1):
@@ -155,10 +162,13 @@ def fit(
             loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(net)
             total += loss.detach().double() * len(x)
             steps += 1
         train_loss = float(total) / max(len(order), 1)
-        val_loss = _evaluate(net, values, weights, val_idx, L, H, loss_fn, batch, amp) if len(val_idx) else train_loss
+        scored = net if ema is None else ema.module
+        val_loss = _evaluate(scored, values, weights, val_idx, L, H, loss_fn, batch, amp) if len(val_idx) else train_loss
         history.append(EpochLog(epoch, train_loss, val_loss, optimizer.param_groups[0]["lr"], time.perf_counter() - t0))
         log.info(
             "epoch %d/%d: train %.4f, validation %.4f (%s, %.1fs)", epoch, epochs, train_loss, val_loss,
@@ -173,7 +183,7 @@ def fit(
             break
         schedule.step(val_loss)
         if val_loss < best_loss - 1e-6:
-            best_state, best_loss, best_epoch = copy.deepcopy(net.state_dict()), val_loss, epoch
+            best_state, best_loss, best_epoch = copy.deepcopy(scored.state_dict()), val_loss, epoch
         elif epoch - best_epoch >= tc.patience:
             break
 

@@ -102,6 +102,15 @@ def test_fixed_seed_gives_identical_weights() -> None:
     assert not all(torch.equal(state(one)[k], state(other)[k]) for k in state(one))
 
 
+def test_the_weight_average_changes_what_is_scored_and_kept_not_the_optimisation() -> None:
+    frame = sines(n_series=3, n=48)
+    raw = fit(frame, config(train={"ema_decay": 0.0}), FREQ)
+    averaged = fit(frame, config(train={"ema_decay": 0.9}), FREQ)
+    assert [h.train_loss for h in raw.history] == [h.train_loss for h in averaged.history]
+    assert [h.val_loss for h in raw.history] != [h.val_loss for h in averaged.history]
+    assert not all(torch.equal(state(raw)[k], state(averaged)[k]) for k in state(raw))
+
+
 # --- (c) fine-tuning ------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ def test_yaml_file_overrides_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, "model:\n  hidden_size: 32\nwindow:\n  horizon: 6\n")
     cfg = load_config(path, environ={})
     assert cfg.model.hidden_size == 32 and cfg.window.horizon == 6
-    assert cfg.model.num_layers == 2 and cfg.window.lookback == 24  # untouched fields keep defaults
+    assert cfg.model.num_layers == 1 and cfg.window.lookback == 24  # untouched fields keep defaults
 
 
 def test_empty_yaml_file_gives_defaults(tmp_path: Path) -> None:
@@ -63,10 +63,10 @@ def test_explicit_overrides_beat_the_environment_and_the_file(tmp_path: Path) ->
     cfg = load_config(
         path,
         overrides={"model": {"hidden_size": 16}},
-        environ={"LSTM_PIPELINE_MODEL__HIDDEN_SIZE": "128", "LSTM_PIPELINE_MODEL__NUM_LAYERS": "1"},
+        environ={"LSTM_PIPELINE_MODEL__HIDDEN_SIZE": "128", "LSTM_PIPELINE_MODEL__NUM_LAYERS": "3"},
     )
     assert cfg.model.hidden_size == 16
-    assert cfg.model.num_layers == 1  # env still applies where no override
+    assert cfg.model.num_layers == 3  # env still applies where no override
 
 
 @pytest.mark.parametrize(
