@@ -95,7 +95,9 @@ def neuralforecast_lstm(
     return {"neuralforecast_lstm": forecast}
 
 
-def evaluate(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
+def evaluate(frame: pd.DataFrame, cfg: PipelineConfig, comparators: bool = True) -> pd.DataFrame:
+    """The backtest table for ``frame``; ``comparators=False`` leaves out AutoETS, Theta
+    and neuralforecast (for tuning runs that only compare our LSTM between settings)."""
     H, K, step, season, freq = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step, 12, "MS"
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -109,8 +111,8 @@ def evaluate(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
         "lstm": lambda h: predict_ensemble([m.checkpoint for m in members], h).frame,
         "seasonal_naive": lambda h: baselines.seasonal_naive(h, H, freq, season),
         "naive": lambda h: baselines.naive(h, H, freq),
-        **baselines.statistical(H, freq, season),
-        **neuralforecast_lstm(train, H, freq, cfg.train.seed, clock),
+        **(baselines.statistical(H, freq, season) if comparators else {}),
+        **(neuralforecast_lstm(train, H, freq, cfg.train.seed, clock) if comparators else {}),
     }
     timed = {name: _timed(f, clock, name) for name, f in forecasters.items()}
     evaluation = backtest(frame, timed, H, K, step, season, min_history=max(cfg.window.lookback, season))
