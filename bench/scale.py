@@ -60,19 +60,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="training epochs")
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--max-windows", type=int, default=0,
+                        help="train.max_windows_per_epoch (default: the pipeline's; 0 keeps it, -1: no cap)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # run one size in this process
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.points, args.epochs, args.hidden, args.layers)))
+        print(json.dumps(run_one(args.one, args.points, args.epochs, args.hidden, args.layers, args.max_windows)))
         return
 
     print(f"CPU: {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads); "
           f"{args.points} monthly points per series; model LSTM {args.layers} x {args.hidden}, lookback 24, "
-          f"horizon 12; {args.epochs} epoch(s); backtest 3 windows, 12 apart")
+          f"horizon 12; {args.epochs} epoch(s); windows per epoch: "
+          f"{ {0: 'the default cap', -1: 'all'}.get(args.max_windows, args.max_windows)}; backtest 3 windows, 12 apart")
     runs = []
     for n in args.sizes:
         command = [sys.executable, __file__, "--one", str(n), "--points", str(args.points),
-                   "--epochs", str(args.epochs), "--hidden", str(args.hidden), "--layers", str(args.layers)]
+                   "--epochs", str(args.epochs), "--hidden", str(args.hidden), "--layers", str(args.layers),
+                   "--max-windows", str(args.max_windows)]
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)  # progress on stderr
         if done.returncode != 0:
             raise SystemExit(f"size {n} failed (exit {done.returncode})")
@@ -81,7 +85,7 @@ def main() -> None:
     report(runs)
 
 
-def run_one(n_series: int, points: int, epochs: int, hidden: int, layers: int) -> dict[str, Any]:
+def run_one(n_series: int, points: int, epochs: int, hidden: int, layers: int, max_windows: int = 0) -> dict[str, Any]:
     stages: list[dict[str, Any]] = []
     baseline = current_rss()  # interpreter + torch, pandas, pyarrow, deltalake imported
 
@@ -101,7 +105,8 @@ def run_one(n_series: int, points: int, epochs: int, hidden: int, layers: int) -
             overrides={
                 "lake": {"root": str(Path(tmp) / "lake")},
                 "model": {"hidden_size": hidden, "num_layers": layers},
-                "train": {"max_epochs": epochs, "device": "cpu"},
+                "train": {"max_epochs": epochs, "device": "cpu",
+                          **({"max_windows_per_epoch": None if max_windows < 0 else max_windows} if max_windows else {})},
             },
             environ={},
         )
@@ -124,6 +129,7 @@ def run_one(n_series: int, points: int, epochs: int, hidden: int, layers: int) -
         "series": n_series,
         "rows": len(series),
         "train_windows": result.n_train_windows,
+        "steps": result.steps,
         "epochs": len(result.history),
         "mase": {str(k): float(v) for k, v in summary["mase"].items()},
         "forecast_rows": len(forecast.frame),
@@ -161,7 +167,8 @@ def report(runs: list[dict[str, Any]]) -> None:
     print("\nrows, training windows per epoch, forecast rows, backtest MASE (lstm / seasonal naive / naive):")
     for r in runs:
         m = r["mase"]
-        print(f"  {r['series']:>6,} series: {r['rows']:,} rows, {r['train_windows']:,} windows x {r['epochs']} epoch(s), "
+        print(f"  {r['series']:>6,} series: {r['rows']:,} rows, {r['train_windows']:,} windows, {r['epochs']} epoch(s)"
+              f" of {r['steps'] // max(r['epochs'], 1):,} steps, "
               f"{r['forecast_rows']:,} forecast rows; MASE {m['lstm']:.3f} / {m['seasonal_naive']:.3f} / {m['naive']:.3f}")
     if len(runs) > 1:
         first, last = runs[0], runs[-1]

@@ -96,6 +96,9 @@ class TrainConfig(_Section):
     max_epochs: int = Field(200, ge=1)
     # None: 256 on CPU, 4096 on CUDA.
     batch_size: int | None = Field(None, ge=1)
+    # An epoch is at most this many training windows, drawn afresh each epoch (None: all).
+    # It bounds an epoch's cost on large panels (M4-sized: millions of windows).
+    max_windows_per_epoch: int | None = Field(100_000, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     grad_clip: float = Field(1.0, gt=0)

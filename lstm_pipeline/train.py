@@ -134,7 +134,8 @@ def fit(
     loss_fn = {"mae": nn.L1Loss, "mse": nn.MSELoss, "huber": nn.HuberLoss}[tc.loss](reduction="none")
     # Few windows (one short series) would make an epoch one or two optimiser steps and
     # stop training before it starts: cap the batch so an epoch has at least _MIN_STEPS.
-    batch = max(min(tc.batch_size or default_batch_size(device), math.ceil(len(train_idx) / _MIN_STEPS)), 1)
+    per_epoch = min(len(train_idx), tc.max_windows_per_epoch or len(train_idx))
+    batch = max(min(tc.batch_size or default_batch_size(device), math.ceil(per_epoch / _MIN_STEPS)), 1)
     generator = torch.Generator(device=device).manual_seed(tc.seed)
     amp = device.type == "cuda"
 
@@ -149,7 +150,9 @@ def fit(
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         net.train()
-        order = train_idx[torch.randperm(len(train_idx), device=device, generator=generator)]
+        # A large panel has more windows than an epoch needs: a fresh random sample each
+        # epoch keeps an epoch's cost bounded whatever the number and length of series.
+        order = train_idx[torch.randperm(len(train_idx), device=device, generator=generator)[:per_epoch]]
         # Summed on the device (float64, the same arithmetic as Python floats): reading
         # the loss back every step would make the CPU wait for the GPU at each batch.
         total = torch.zeros((), dtype=torch.float64, device=device)

@@ -111,6 +111,16 @@ def test_the_weight_average_changes_what_is_scored_and_kept_not_the_optimisation
     assert not all(torch.equal(state(raw)[k], state(averaged)[k]) for k in state(raw))
 
 
+def test_an_epoch_draws_at_most_max_windows_per_epoch() -> None:
+    frame = sines(n_series=3, n=48)  # 25 training windows per series (L 12, H 6, 6 held out)
+    everything = fit(frame, config(train={"max_windows_per_epoch": None}), FREQ)
+    capped = fit(frame, config(train={"max_windows_per_epoch": 20}), FREQ)
+    assert everything.n_train_windows == capped.n_train_windows == 75
+    # The batch shrinks so that an epoch keeps 16 steps or so: 75 windows in batches of 5,
+    # 20 windows in batches of 2; three epochs each.
+    assert (everything.steps, capped.steps) == (3 * 15, 3 * 10)
+
+
 # --- (c) fine-tuning ------------------------------------------------------------------
 
 
