@@ -38,8 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-
 from forecast_scale import GiB, PeakRSS, current_rss, process_peak
+
 from lstm_pipeline.backtest import backtest, training_cutoff_frame
 from lstm_pipeline.baselines import naive, seasonal_naive
 from lstm_pipeline.config import load_config

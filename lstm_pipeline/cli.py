@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -31,9 +31,9 @@ _OFFLINE_ENV = {
     "GIT_PYTHON_REFRESH": "quiet",
 }
 
-Root = Annotated[Optional[str], typer.Option("--root", help="Lake root (folder or URI). Default: data/lake.")]
+Root = Annotated[str | None, typer.Option("--root", help="Lake root (folder or URI). Default: data/lake.")]
 ConfigFile = Annotated[
-    Optional[Path], typer.Option("--config", exists=True, dir_okay=False, help="YAML config file.")
+    Path | None, typer.Option("--config", exists=True, dir_okay=False, help="YAML config file.")
 ]
 ModeOpt = Annotated[str, typer.Option("--mode", help="auto (policy decides), retrain or finetune.")]
 
@@ -69,7 +69,7 @@ def _fail(exc: BaseException) -> None:
 
 @app.command()
 def run(
-    sources: Annotated[Optional[list[str]], typer.Argument(help="Files, folders or globs; default: the bundled sample.")] = None,
+    sources: Annotated[list[str] | None, typer.Argument(help="Files, folders or globs; default: the bundled sample.")] = None,
     root: Root = None,
     config: ConfigFile = None,
     mode: ModeOpt = "auto",
@@ -94,11 +94,11 @@ def ingest(
     sources: Annotated[list[str], typer.Argument(help="CSV (.csv, .csv.gz) or Parquet files, folders or globs.")],
     root: Root = None,
     config: ConfigFile = None,
-    id_col: Annotated[Optional[str], typer.Option(help="Column holding the series id.")] = None,
-    time_col: Annotated[Optional[str], typer.Option(help="Column holding the timestamp.")] = None,
-    target_col: Annotated[Optional[str], typer.Option(help="Column holding the value to forecast.")] = None,
-    delimiter: Annotated[Optional[str], typer.Option(help="CSV delimiter.")] = None,
-    freq: Annotated[Optional[str], typer.Option(help="pandas frequency (MS, D, h); inferred on first ingest.")] = None,
+    id_col: Annotated[str | None, typer.Option(help="Column holding the series id.")] = None,
+    time_col: Annotated[str | None, typer.Option(help="Column holding the timestamp.")] = None,
+    target_col: Annotated[str | None, typer.Option(help="Column holding the value to forecast.")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter.")] = None,
+    freq: Annotated[str | None, typer.Option(help="pandas frequency (MS, D, h); inferred on first ingest.")] = None,
 ) -> None:
     """Add files to the lake (idempotent: the same bytes twice change nothing)."""
     _prepare()

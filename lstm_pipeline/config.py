@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ENV_PREFIX",
     "BacktestConfig",
     "DataConfig",
     "LakeConfig",
@@ -26,7 +27,6 @@ __all__ = [
     "RegistryConfig",
     "TrainConfig",
     "WindowConfig",
-    "ENV_PREFIX",
     "load_config",
     "season_length_for",
 ]

@@ -18,7 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lstm_pipeline.checkpoint import Checkpoint, SeriesStats, scaled_features, series_stats
+from lstm_pipeline.checkpoint import (
+    Checkpoint,
+    SeriesStats,
+    scaled_features,
+    series_stats,
+)
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.scaling import Method, fit_stats, unscale
 from lstm_pipeline.train import pick_device

@@ -35,7 +35,13 @@ import pyarrow.compute as pc
 from lstm_pipeline import schema
 from lstm_pipeline.config import DataConfig
 from lstm_pipeline.lake import BATCHES, QUARANTINE, SERIES, Lake
-from lstm_pipeline.sources import IngestError, LoadedSource, load_source, read_as_text, resolve_sources
+from lstm_pipeline.sources import (
+    IngestError,
+    LoadedSource,
+    load_source,
+    read_as_text,
+    resolve_sources,
+)
 
 __all__ = ["IngestError", "IngestReport", "SourceReport", "ingest", "resolve_sources"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["mae", "rmse", "smape", "mase", "r2", "mase_scale"]
+__all__ = ["mae", "mase", "mase_scale", "r2", "rmse", "smape"]
 
 
 def mae(y: np.ndarray, yhat: np.ndarray) -> float:

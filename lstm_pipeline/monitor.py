@@ -179,7 +179,9 @@ def run_monitor(cfg: PipelineConfig) -> MonitorOutcome:
 
 def _record(cfg: PipelineConfig, live: pd.DataFrame, accuracy: pd.DataFrame) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Write each version's aggregate on that version (only this model name's versions)."""
-    from lstm_pipeline.registry import Registry  # mlflow is heavy: only when there is something to record
+    from lstm_pipeline.registry import (
+        Registry,  # mlflow is heavy: only when there is something to record
+    )
 
     registry = Registry(cfg.registry, cfg.lake.root)
     ours = set(accuracy.loc[accuracy["model_name"].isin(["", registry.name]), "model_version"].astype(str))

@@ -8,11 +8,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: workers and CI have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
 
-from lstm_pipeline.train import EpochLog  # noqa: E402
+from lstm_pipeline.train import EpochLog
 
 __all__ = ["close", "error_by_step", "forecast_vs_actual", "loss_curve"]
 

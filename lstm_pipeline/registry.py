@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -138,7 +138,7 @@ class Registry:
             run_id=mv.run_id or "",
             tags=dict(mv.tags),
             description=mv.description or "",
-            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc),
+            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
         )
 
     def load(self, alias: str = CHAMPION) -> tuple[ForecastModel, VersionInfo] | None:

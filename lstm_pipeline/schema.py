@@ -27,7 +27,14 @@ import pyarrow.compute as pc
 from pandas.tseries.frequencies import to_offset
 
 from lstm_pipeline import columns
-from lstm_pipeline.columns import Parsed, SchemaError, contract_columns, extra_columns, map_columns, parse
+from lstm_pipeline.columns import (
+    Parsed,
+    SchemaError,
+    contract_columns,
+    extra_columns,
+    map_columns,
+    parse,
+)
 from lstm_pipeline.config import DataConfig
 
 __all__ = [

@@ -7,7 +7,7 @@ SQLite store that is not there yet is reported as such, not created).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -135,12 +135,15 @@ def _table(lake: Lake, name: str) -> TableStatus:
     rows = len(lake.read(name, columns=[first_column]))
     history = lake.history(name)
     last = history[0] if history else {}
-    when = datetime.fromtimestamp(last["timestamp"] / 1000, tz=timezone.utc) if "timestamp" in last else None
+    when = datetime.fromtimestamp(last["timestamp"] / 1000, tz=UTC) if "timestamp" in last else None
     return TableStatus(name, version, rows, when, str(last.get("operation", "")))
 
 
 def _models(cfg: PipelineConfig) -> tuple[str | None, tuple[ModelStatus, ...]]:
-    from lstm_pipeline.registry import Registry, resolve_tracking_uri  # mlflow is heavy: import on use
+    from lstm_pipeline.registry import (  # mlflow is heavy: import on use
+        Registry,
+        resolve_tracking_uri,
+    )
 
     root = Lake.from_config(cfg.lake).root
     uri = resolve_tracking_uri(cfg.registry, root)

@@ -11,7 +11,7 @@ import logging
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -23,8 +23,20 @@ from lstm_pipeline.config import PipelineConfig, season_length_for
 from lstm_pipeline.forecast import predict_ensemble
 from lstm_pipeline.ingest import IngestReport, ingest
 from lstm_pipeline.lake import FORECASTS, SERIES, Lake
-from lstm_pipeline.policy import Promotion, TrainingDecision, choose_training, decide_promotion, model_config_hash
-from lstm_pipeline.registry import CHALLENGER, CHAMPION, ForecastModel, Registry, TrainingRun
+from lstm_pipeline.policy import (
+    Promotion,
+    TrainingDecision,
+    choose_training,
+    decide_promotion,
+    model_config_hash,
+)
+from lstm_pipeline.registry import (
+    CHALLENGER,
+    CHAMPION,
+    ForecastModel,
+    Registry,
+    TrainingRun,
+)
 from lstm_pipeline.train import TrainResult, fit
 
 __all__ = [
@@ -112,7 +124,7 @@ def run_training(
     champion_model, champion_info = loaded if loaded else (None, None)
     decision = choose_training(
         mode, champion_info.facts() if champion_info else None, data_version, model_config_hash(cfg, freq),
-        cfg.policy, now or datetime.now(timezone.utc),
+        cfg.policy, now or datetime.now(UTC),
         latest=latest.facts() if (latest := registry.version(CHALLENGER)) else None,
     )
     log.info("training decision: %s (%s)", decision.action, decision.reason)

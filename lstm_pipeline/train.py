@@ -24,12 +24,12 @@ from torch import nn
 
 from lstm_pipeline.checkpoint import Checkpoint, build_panel, fit_scalers
 from lstm_pipeline.config import PipelineConfig, season_length_for
-from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.metrics import mase_scale
+from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.scaling import SeriesScaler
 from lstm_pipeline.windows import Panel, gather, window_starts
 
-__all__ = ["EpochLog", "TrainResult", "fit", "pick_device", "default_batch_size"]
+__all__ = ["EpochLog", "TrainResult", "default_batch_size", "fit", "pick_device"]
 
 log = logging.getLogger(__name__)
 

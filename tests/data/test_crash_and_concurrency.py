@@ -227,7 +227,7 @@ def run_together(lake: Path, sources: list[Path], tmp: Path) -> list[tuple[int, 
 
 @pytest.mark.parametrize("round_", [1, 2])
 def test_two_ingests_of_different_series_into_a_new_lake_both_land(tmp_path: Path, round_: int) -> None:
-    one = monthly(range(0, 300), "2010-01-01", 48)
+    one = monthly(range(300), "2010-01-01", 48)
     two = monthly(range(300, 600), "2010-01-01", 48)
     sources = [write_csv(one, tmp_path / "one.csv", [("bad1", "2010-01-01", "x")]),
                write_csv(two, tmp_path / "two.csv", [("bad2", "2010-01-01", "y")])]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +168,7 @@ def test_the_champion_carries_its_live_mase_and_the_policy_sees_it(scenario: Sce
     facts = champion.facts()
     assert facts.live_mase == pytest.approx(expected, rel=1e-5)
     # The policy (degradation ratio 1.5) acts on the live figure read from the tags.
-    now, new_data = datetime.now(timezone.utc), facts.data_version + 1
+    now, new_data = datetime.now(UTC), facts.data_version + 1
     degraded = replace(facts, backtest_mase=facts.live_mase / 2)
     decision = choose_training("auto", degraded, new_data, facts.config_hash, scenario.cfg.policy, now)
     assert decision.action == "retrain" and f"live MASE {facts.live_mase:.3f}" in decision.reason

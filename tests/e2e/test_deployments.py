@@ -31,7 +31,12 @@ import pandas as pd
 import pytest
 import yaml
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+)
 from prefect.client.schemas.objects import FlowRun, State
 
 from lstm_pipeline.config import PipelineConfig, load_config

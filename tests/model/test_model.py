@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_pipeline.checkpoint import FORMAT_VERSION, Checkpoint, build_panel, fit_scalers
+from lstm_pipeline.checkpoint import (
+    FORMAT_VERSION,
+    Checkpoint,
+    build_panel,
+    fit_scalers,
+)
 from lstm_pipeline.config import ModelConfig, WindowConfig
 from lstm_pipeline.model import LSTMForecaster
 

@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_pipeline.backtest import BacktestResult, Forecaster, backtest, training_cutoff_frame
+from lstm_pipeline.backtest import (
+    BacktestResult,
+    Forecaster,
+    backtest,
+    training_cutoff_frame,
+)
 from lstm_pipeline.baselines import naive, seasonal_naive
 from lstm_pipeline.forecast import future_dates
 

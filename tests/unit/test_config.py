@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from lstm_pipeline.config import ModelConfig, PipelineConfig, load_config, season_length_for
+from lstm_pipeline.config import (
+    ModelConfig,
+    PipelineConfig,
+    load_config,
+    season_length_for,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 from lstm_pipeline.config import PolicyConfig, load_config
-from lstm_pipeline.policy import ChampionFacts, choose_training, decide_promotion, model_config_hash
+from lstm_pipeline.policy import (
+    ChampionFacts,
+    choose_training,
+    decide_promotion,
+    model_config_hash,
+)
 
 NOW = datetime(2024, 6, 1, 12, 0)
 POLICY = PolicyConfig(max_champion_age_days=90, degradation_ratio=1.5)
