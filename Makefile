@@ -1,6 +1,10 @@
 # Two entry points do all of the set-up they need on a fresh machine:
 #   make run    the whole pipeline on the bundled sample (local lake, SQLite MLflow, ephemeral Prefect)
 #   make test   the test suite
+# and two for the services past one machine, run locally (docs/PRODUCTION.md):
+#   make services        PostgreSQL, an S3-compatible store (moto), an MLflow server and a
+#                        Prefect server on 127.0.0.1; prints the environment their clients need
+#   make services-stop   stops them by PID
 # The virtual environment is (re)built whenever pyproject.toml changes.
 
 PYTHON ?= python3
@@ -16,13 +20,29 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: run test install clean-lake
+SERVICES_DIR ?= .services
+
+.PHONY: run test install clean-lake postgres services services-stop
 
 run: $(STAMP)
 	$(BIN)/lstm-pipeline run
 
-test: $(STAMP)
+test: $(STAMP) postgres
 	$(BIN)/python -m pytest
+
+# Debian's PostgreSQL server (initdb, postgres), for the MLflow backend of the end-to-end
+# tests and of `make services`; installed when missing.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL (apt-get install postgresql)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+
+services: $(STAMP) postgres
+	$(BIN)/python -m lstm_pipeline.services start --dir $(SERVICES_DIR)
+
+services-stop:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m lstm_pipeline.services stop --dir $(SERVICES_DIR); \
+	else $(PYTHON) -m lstm_pipeline.services stop --dir $(SERVICES_DIR); fi
 
 install: $(STAMP)
 
