@@ -12,10 +12,17 @@ Tables (one folder each under the root):
 * ``quarantine``  key (batch_id, row): rejected input rows with their reason.
 * ``batches``     key content_hash: one row per ingested source file, with its ``freq``.
 * ``forecasts``, ``accuracy``: written by forecast and monitor.
+
+On S3 (``s3://`` roots; credentials and endpoint from the usual ``AWS_*`` variables or
+``storage_options``) each commit is a conditional write of the next log entry
+(``If-None-Match: *``), so two writers can never both commit the same version: the loser
+gets a conflict, and the write is redone on the new table state. deltalake >= 1.6 does
+this by itself and no longer supports a DynamoDB locking provider (docs/PRODUCTION.md).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -23,6 +30,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +67,7 @@ _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # the merge is then recomputed against the new table state, a few times with jitter.
 _MAX_ATTEMPTS = 8
 _BACKOFF_S = 0.05
+_S3_SCHEMES = ("s3://", "s3a://")
 
 
 class LakeError(Exception):
@@ -88,6 +97,8 @@ class Lake:
         # Local paths are made absolute so that a flow's working directory does not matter.
         self.root: str = text.rstrip("/") if "://" in text else os.path.abspath(text)
         self._options: dict[str, str] | None = dict(storage_options) if storage_options else None
+        if self.root.startswith(_S3_SCHEMES):
+            _note_s3_commits(self.root, _s3_commit_settings(self._options or {}))
 
     @classmethod
     def from_config(cls, cfg: LakeConfig) -> Lake:
@@ -331,6 +342,28 @@ def _retrying(table: str, what: str, attempt: Callable[[], WriteResult]) -> Writ
         except (DeltaError, pa.ArrowException, ValueError) as exc:
             raise LakeError(f"{table}: {what} failed: {exc}") from exc
     raise LakeError(f"{table}: {what} kept conflicting with concurrent commits ({_MAX_ATTEMPTS} attempts)")
+
+
+def _s3_commit_settings(options: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The S3 commit settings of the older delta-rs log stores, from options or environment."""
+    keys = ("AWS_S3_LOCKING_PROVIDER", "AWS_S3_ALLOW_UNSAFE_RENAME")
+    given = {k.upper(): v for k, v in options.items()}
+    return tuple((k, given.get(k, os.environ.get(k, ""))) for k in keys if given.get(k, os.environ.get(k)))
+
+
+@functools.lru_cache(maxsize=None)
+def _note_s3_commits(root: str, settings: tuple[tuple[str, str], ...]) -> None:
+    """Say once per root how its commits are kept safe, and which settings are ignored."""
+    version = metadata.version("deltalake")
+    _log.info("%s: commits are conditional writes (If-None-Match) with deltalake %s: safe with concurrent "
+              "writers on S3 and on S3-compatible stores that support conditional writes", root, version)
+    for key, value in settings:
+        if key == "AWS_S3_LOCKING_PROVIDER":
+            _log.warning("%s: %s=%s is ignored: deltalake %s no longer supports the DynamoDB locking provider "
+                         "(commits use conditional writes instead)", root, key, value, version)
+        elif value.lower() in ("1", "true", "yes"):
+            _log.warning("%s: %s=%s does not change how deltalake %s commits (still conditional writes); "
+                         "unset it", root, key, value, version)
 
 
 def _to_arrow(df: pd.DataFrame | pa.Table) -> pa.Table:
