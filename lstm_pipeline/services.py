@@ -252,11 +252,12 @@ class Postgres:
                   f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{name}')\\gexec\n")
         return self.dsn(name)
 
-    def psql(self, sql: str) -> str:
-        """Run ``sql`` (given on stdin, never on the command line) as the superuser."""
+    def psql(self, sql: str, database: str = "postgres") -> str:
+        """Run ``sql`` (given on stdin, never on the command line) as the superuser; its
+        output unaligned, without headers."""
         done = subprocess.run(
-            [str(self.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-             "-p", str(self.port), "-U", _PG_SUPERUSER, "-d", "postgres", "-f", "-"],
+            [str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
+             "-p", str(self.port), "-U", _PG_SUPERUSER, "-d", database, "-f", "-"],
             input=sql, capture_output=True, text=True, timeout=60, env=clean_env(),
         )
         if done.returncode != 0:
