@@ -1,10 +1,14 @@
 """prefect.yaml deployments run for real: server, work pools, deploy, workers, triggers.
 
 Follows the README's "Deployments and workers" steps against a local ``prefect server``
-(fresh SQLite): both work pools are created, ``prefect --no-prompt deploy --all`` applies
-prefect.yaml from the repository root, and a process worker serves each pool (the
-pipeline's training runs as a child run on the ``gpu`` pool). Workers are configured by
-environment (the lake root); runs get the tiny model through the ``config_file`` parameter.
+(fresh SQLite), with the services past one machine: the lake on S3 (moto's server) and an
+MLflow server on PostgreSQL with S3 artifacts. Both work pools are created,
+``prefect --no-prompt deploy --all`` applies a copy of prefect.yaml from a folder that is
+not the checkout, and a process worker serves each pool (the pipeline's training runs as
+a child run on the ``gpu`` pool). The workers run in another such folder, on a copy of
+the package installed on its own (no checkout, no git), and know only three addresses:
+PREFECT_API_URL, MLFLOW_TRACKING_URI and LSTM_PIPELINE_LAKE__ROOT (with the store's
+AWS_* variables). Runs get the tiny model through the ``config_file`` parameter.
 
 1. A manual run of ``pipeline/daily`` with parameters ingests 96 months of 8 series,
    trains, promotes and forecasts months 97-108.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -39,12 +44,14 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, State
 
+from lstm_pipeline import __version__
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.lake import ACCURACY, FORECASTS, Lake
+from lstm_pipeline.lake import ACCURACY, FORECASTS, SERIES, Lake
 from lstm_pipeline.metrics import mase_scale
 from lstm_pipeline.registry import CHAMPION, Registry
+from lstm_pipeline.services import ObjectStore, Postgres
 from tests.conftest import ROOT, trend_seasonal
-from tests.e2e.conftest import PrefectServer
+from tests.e2e.conftest import PrefectServer, ProductionMlflow, start_production_mlflow, stop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -66,6 +73,11 @@ class World:
     client: SyncPrefectClient
     cfg: PipelineConfig  # as the workers resolve it
     lake: Lake
+    mlflow: ProductionMlflow
+    deploy_dir: Path  # where `prefect deploy` ran: not the checkout
+    worker_dir: Path  # where the workers ran: not the checkout
+    checkout_lake_before: dict[str, int]
+    env: dict[str, str]  # the Prefect client's, plus the three addresses and the store's AWS_*
     data: pd.DataFrame  # all 108 months; the runs see the first 96, then the rest
     manual: FlowRun
     forecasts_after_manual: pd.DataFrame
@@ -107,11 +119,39 @@ def _wait(server: PrefectServer, client: SyncPrefectClient, ids: list[UUID]) -> 
     return runs
 
 
+def _tree(path: Path) -> dict[str, int]:
+    """Every file and folder under ``path`` with its modification time; empty if absent."""
+    return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in path.rglob("*")} if path.exists() else {}
+
+
+def _install_package_copy(tmp: Path) -> Path:
+    """The package built from a copy of its sources and installed into a folder of its own,
+    as a worker host has it after ``pip install``: no checkout, no git. Its dependencies
+    are this interpreter's."""
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for package in ("lstm_pipeline", "flows"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    site = tmp / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--disable-pip-version-check", "--target", str(site), str(src)],
+                   check=True, capture_output=True, timeout=300, cwd=tmp)
+    return site
+
+
 @pytest.fixture(scope="module")
-def world(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(prefect_server: PrefectServer, postgres: Postgres, object_store: ObjectStore,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("deployments")
     server = prefect_server
-    lake_root = tmp / "lake"
+    mlflow = start_production_mlflow(postgres, object_store, "deployments", tmp)
+    lake_root = f"s3://{mlflow.bucket}/lake"
+    store_env = object_store.env()
+    options = {k: store_env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_ACCESS_KEY_ID",
+                                         "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}
+    checkout_lake_before = _tree(ROOT / "data" / "lake")
     config_file = tmp / "tiny.yaml"
     config_file.write_text(yaml.safe_dump(TINY))
     data = trend_seasonal(n_series=N_SERIES, n=108)
@@ -121,23 +161,36 @@ def world(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactor
     data[ds <= months[95]].to_csv(first, index=False)
     data[ds > months[95]].to_csv(later, index=False)
 
-    # README, "Deployments and workers", step by step (from the repository root).
-    server.cli("work-pool", "create", "cpu", "--type", "process")
-    server.cli("work-pool", "create", "gpu", "--type", "process")
-    server.cli("--no-prompt", "deploy", "--all", extra_env={"PWD": str(ROOT)})
+    site = _install_package_copy(tmp)
+    deploy_dir, worker_dir = tmp / "deploy-host", tmp / "worker-host"
+    deploy_dir.mkdir()
+    worker_dir.mkdir()
+    shutil.copy(ROOT / "prefect.yaml", deploy_dir / "prefect.yaml")
+
+    # README, "Deployments and workers", step by step, in a folder that is not the checkout.
+    server.cli("work-pool", "create", "cpu", "--type", "process", cwd=deploy_dir)
+    server.cli("work-pool", "create", "gpu", "--type", "process", cwd=deploy_dir)
+    server.cli("--no-prompt", "deploy", "--all", cwd=deploy_dir,
+               extra_env={"PWD": str(deploy_dir), "PYTHONPATH": str(site)})
+    addresses = {
+        "MLFLOW_TRACKING_URI": mlflow.url,
+        "LSTM_PIPELINE_LAKE__ROOT": lake_root,
+        **store_env,
+    }
     worker_env = {
-        "LSTM_PIPELINE_LAKE__ROOT": str(lake_root),
+        **addresses,
+        "PYTHONPATH": str(site),  # the installed copy, not the checkout
         "PREFECT_WORKER_QUERY_SECONDS": "2",  # default 10: only makes the test wait less
         "PREFECT_LOGGING_EXTRA_LOGGERS": "lstm_pipeline",
     }
     for pool in ("cpu", "gpu"):
-        server.worker(pool, worker_env, tmp)
+        server.worker(pool, worker_env, tmp, cwd=worker_dir)
 
     with SyncPrefectClient(server.url) as client:
         manual_id = _trigger(server, params={"sources": [str(first)], "mode": "retrain",
                                              "config_file": str(config_file)})
         (manual,) = _wait(server, client, [manual_id])
-        lake = Lake(lake_root)
+        lake = Lake(lake_root, options)
         forecasts_after_manual = lake.read(FORECASTS)
 
         # A scheduled run that brings the next year's actuals, and a manual trigger at once.
@@ -146,9 +199,14 @@ def world(prefect_server: PrefectServer, tmp_path_factory: pytest.TempPathFactor
         overlapping_id = _trigger(server, params={"config_file": str(config_file)})
         scheduled, overlapping = _wait(server, client, [scheduled_id, overlapping_id])
 
-        cfg = load_config(config_file, overrides={"lake": {"root": str(lake_root)}}, environ={})
-        yield World(server, client, cfg, lake, data.assign(ds=ds), manual, forecasts_after_manual,
-                    scheduled, overlapping)
+        cfg = load_config(config_file, overrides={"lake": {"root": lake_root, "storage_options": options},
+                                                  "registry": {"tracking_uri": mlflow.url}}, environ={})
+        try:
+            yield World(server, client, cfg, lake, mlflow, deploy_dir, worker_dir, checkout_lake_before,
+                        {**server.env, **addresses}, data.assign(ds=ds), manual, forecasts_after_manual,
+                        scheduled, overlapping)
+        finally:
+            stop(mlflow.proc)
 
 
 def test_prefect_yaml_applies_schedules_pools_and_concurrency(world: World) -> None:
@@ -165,10 +223,32 @@ def test_prefect_yaml_applies_schedules_pools_and_concurrency(world: World) -> N
     assert pipeline.concurrency_options.collision_strategy.value == "ENQUEUE"
     assert pipeline.parameters["train_deployment"] == TRAIN
     assert client.read_deployment_by_name(TRAIN).work_pool_name == "gpu"
-    # Workers run the code of the checkout the deployments were applied from.
-    assert pipeline.pull_steps == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
-    ]
+    # The code comes from the installed package: no pull step, module-path entrypoints.
+    for deployment in client.read_deployments():
+        assert deployment.pull_steps == []
+        assert deployment.entrypoint is not None and deployment.entrypoint.startswith("flows.")
+        assert ":" not in deployment.entrypoint and ".py" not in deployment.entrypoint
+    assert pipeline.entrypoint == "flows.pipeline.pipeline_flow"
+    # The landing folder is data, resolved when deploying: the deploying folder's data/incoming.
+    assert pipeline.parameters["sources"] == [f"{world.deploy_dir}/data/incoming/{g}"
+                                              for g in ("*.csv", "*.csv.gz", "*.parquet")]
+
+
+def test_workers_outside_the_checkout_reach_the_lake_and_mlflow_only_through_their_addresses(
+    world: World,
+) -> None:
+    # The runs wrote to the S3 lake and the MLflow server, and nothing of theirs is local.
+    assert world.lake.version(SERIES) is not None and len(world.lake.read(FORECASTS)) > 0
+    assert _tree(ROOT / "data" / "lake") == world.checkout_lake_before
+    assert _tree(world.worker_dir) == {}  # each run had a fresh temporary folder
+    assert not (world.deploy_dir / "mlflow.db").exists() and not (world.deploy_dir / "data").exists()
+    registry = Registry(world.cfg.registry, world.cfg.lake.root)
+    assert registry.uri == world.mlflow.url
+    versions = registry.client.search_model_versions(f"name='{registry.name}'")
+    assert versions
+    # The code that ran was the installed copy: it is not a git checkout, so the version
+    # carries no commit.
+    assert {v.tags["code_version"] for v in versions} == {__version__}
 
 
 def test_the_server_schedules_the_cron_at_six_in_london(world: World) -> None:
@@ -279,7 +359,7 @@ def test_the_archive_keeps_both_vintages_and_status_reports_them(world: World) -
 
     exe = Path(sys.executable).parent / "lstm-pipeline"
     shown = subprocess.run([str(exe), "status", "--root", world.cfg.lake.root], capture_output=True, text=True,
-                           env=world.server.env, timeout=300)
+                           env=world.env, cwd=world.worker_dir.parent, timeout=300)
     assert shown.returncode == 0, shown.stderr[-3000:]
     months = sorted(world.data["ds"].unique())
     assert f"latest cutoff {months[107].date()} (2 cutoffs archived)" in shown.stdout
