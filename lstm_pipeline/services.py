@@ -153,7 +153,9 @@ def _same_process(pid: int, argv: Sequence[str]) -> bool:
         return False
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":
         return False  # exited, not yet reaped
-    return raw.split(b"\0")[: len(argv)] == [a.encode() for a in argv]
+    running, started = raw.split(b"\0"), [a.encode() for a in argv]
+    # A console script shows up behind its interpreter: python /venv/bin/prefect server start.
+    return running[: len(started)] == started or running[1: len(started) + 1] == started
 
 
 def start_process(
