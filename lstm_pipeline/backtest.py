@@ -1,22 +1,30 @@
 """Rolling-origin backtest: every candidate forecasts the same windows of the same data.
 
-Window ``k`` of ``K`` cuts each series ``horizon + (K - 1 - k) * step`` points before its
-end, hands every forecaster the history up to that cutoff, and scores the next
-``horizon`` points. The windows depend on the data and the configuration only, so a
-challenger, the champion and the baselines are compared on identical ground.
+Cutoffs are **dates**, the same for every series: window ``k`` of ``K`` has its cutoff
+``horizon + (K - 1 - k) * step`` periods before the panel's newest period. Every
+forecaster is handed the history up to the cutoff and scored on the actuals of the next
+``horizon`` periods. So no series' training data can cover another's test window in
+calendar time, whatever date each series ends at.
+
+A series takes part in window ``k`` when it was observed at the cutoff, holds at least
+``min_history`` observations up to it and has at least one actual after it; series that
+ended early are scored on the actuals they have. The windows depend on the data and the
+configuration only, so a challenger, the champion and the baselines are compared on
+identical ground.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline import metrics
+from lstm_pipeline.errors import NotEnoughData
+from lstm_pipeline import grid, metrics, seasonal
 
-__all__ = ["BacktestResult", "Forecaster", "backtest", "training_cutoff_frame"]
+__all__ = ["BacktestResult", "Forecaster", "backtest", "cutoff_dates"]
 
 # history -> forecast frame with at least unique_id, ds, yhat
 Forecaster = Callable[[pd.DataFrame], pd.DataFrame]
@@ -26,37 +34,43 @@ METRICS = ("mae", "rmse", "smape", "mase", "r2")
 @dataclass(frozen=True)
 class BacktestResult:
     predictions: pd.DataFrame  # model, window, unique_id, cutoff, ds, step, y, yhat
-    scales: pd.DataFrame  # window, unique_id, scale (MASE denominator)
+    scales: pd.DataFrame  # window, unique_id, scale (MASE denominator; NaN where undefined)
+
+    @property
+    def cutoffs(self) -> list[pd.Timestamp]:
+        return sorted(pd.Timestamp(c) for c in self.predictions["cutoff"].unique())
+
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(self.predictions["model"]))
 
     def scores(self) -> pd.DataFrame:
         """One row per model, series and window with MAE, RMSE, sMAPE, MASE, R²."""
-        rows = []
-        scale = self.scales.set_index(["window", "unique_id"])["scale"]
-        for (model, window, uid), g in self.predictions.groupby(["model", "window", "unique_id"], sort=True):
-            y, yhat = g["y"].to_numpy(), g["yhat"].to_numpy()
-            rows.append(
-                {
-                    "model": model, "window": window, "unique_id": uid, "cutoff": g["cutoff"].iloc[0],
-                    "mae": metrics.mae(y, yhat), "rmse": metrics.rmse(y, yhat), "smape": metrics.smape(y, yhat),
-                    "mase": metrics.mase(y, yhat, scale[(window, uid)]), "r2": metrics.r2(y, yhat),
-                }
-            )
-        return pd.DataFrame(rows)
+        p = self.predictions.merge(self.scales, on=["window", "unique_id"])
+        keys = ["model", "window", "unique_id"]
+        table = metrics.by_group(p, keys)
+        cutoff = p.groupby(keys, sort=True)["cutoff"].first().reset_index()
+        return table.merge(cutoff, on=keys)[[*keys, "cutoff", *METRICS]]
 
     def summary(self) -> pd.DataFrame:
-        """Per model: the mean of each metric over series and windows, plus median MASE."""
+        """Per model: the mean of each metric over series and windows, plus median MASE.
+
+        Series-windows without a MASE scale (a constant history) are left out of the MASE
+        mean only; ``n_unscaled`` counts them.
+        """
         scores = self.scores()
-        table = scores.groupby("model")[list(METRICS)].mean()
-        table["mase_median"] = scores.groupby("model")["mase"].median()
-        table["n_series"] = scores.groupby("model")["unique_id"].nunique()
-        table["n_windows"] = scores.groupby("model")["window"].nunique()
+        grouped = scores.groupby("model", sort=False)
+        table = grouped[list(METRICS)].mean()
+        table["mase_median"] = grouped["mase"].median()
+        table["n_series"] = grouped["unique_id"].nunique()
+        table["n_windows"] = grouped["window"].nunique()
+        table["n_unscaled"] = grouped["mase"].apply(lambda s: int(s.isna().sum()))
         return table
 
     def by_step(self) -> pd.DataFrame:
         """Per model and horizon step: MAE and mean absolute scaled error."""
         p = self.predictions.merge(self.scales, on=["window", "unique_id"])
         p["abs_err"] = (p["y"] - p["yhat"]).abs()
-        p["scaled_err"] = p["abs_err"] / p["scale"]
+        p["scaled_err"] = p["abs_err"] / p["scale"].where(p["scale"] > 0)
         return p.groupby(["model", "step"])[["abs_err", "scaled_err"]].mean().rename(
             columns={"abs_err": "mae", "scaled_err": "mase"}
         )
@@ -64,67 +78,66 @@ class BacktestResult:
     def mase(self, model: str) -> float:
         return float(self.summary().loc[model, "mase"])
 
+    def restricted(self, windows: Sequence[int]) -> BacktestResult:
+        """The same result on a subset of its windows."""
+        keep = set(windows)
+        return BacktestResult(self.predictions[self.predictions["window"].isin(keep)].reset_index(drop=True),
+                              self.scales[self.scales["window"].isin(keep)].reset_index(drop=True))
 
-def _cut_positions(series: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's position in its series and its series' length (frame sorted by id, ds)."""
-    grouped = series.groupby("unique_id", sort=True)
-    return grouped.cumcount().to_numpy(), grouped["y"].transform("size").to_numpy()
 
-
-def training_cutoff_frame(series: pd.DataFrame, horizon: int, n_windows: int, step: int) -> pd.DataFrame:
-    """The rows a candidate may train on: everything before each series' first backtest cutoff."""
-    series = series.sort_values(["unique_id", "ds"], ignore_index=True)
-    pos, n = _cut_positions(series)
-    return series[pos < n - horizon - (n_windows - 1) * step].reset_index(drop=True)
+def cutoff_dates(series: pd.DataFrame, freq: str, horizon: int, n_windows: int, step: int) -> list[pd.Timestamp]:
+    """The ``n_windows`` cutoff dates, oldest first: ``horizon + (K - 1 - k) * step``
+    periods before the newest period of ``series``."""
+    newest = pd.Timestamp(series["ds"].max())
+    back = [horizon + (n_windows - 1 - k) * step for k in range(n_windows)]
+    return [grid.shift(newest, -b, freq) for b in back]
 
 
 def backtest(
     series: pd.DataFrame,
     forecasters: Mapping[str, Forecaster],
+    cutoffs: Sequence[pd.Timestamp],
     horizon: int,
-    n_windows: int,
-    step: int,
+    freq: str,
     season_length: int,
     min_history: int,
 ) -> BacktestResult:
-    """Score every forecaster on the last ``n_windows`` rolling origins of ``series``.
+    """Score every forecaster at each cutoff date of ``cutoffs`` on the next ``horizon`` periods.
 
-    A series takes part in window ``k`` only if its history up to that cutoff has at
-    least ``min_history`` points; the same series take part for every forecaster.
+    ``series`` is long format ``unique_id, ds, y``. See the module doc for who takes part.
     """
-    series = series.sort_values(["unique_id", "ds"], ignore_index=True)
-    pos, n = _cut_positions(series)
+    series = series[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"], ignore_index=True)
     predictions, scales = [], []
-    for k in range(n_windows):
-        cut = n - horizon - (n_windows - 1 - k) * step  # per row: its series' cutoff position
-        eligible = series["unique_id"][cut >= min_history].unique()
-        in_window = series["unique_id"].isin(eligible).to_numpy()
-        history = series[in_window & (pos < cut)]
-        actual = series[in_window & (pos >= cut) & (pos < cut + horizon)]
-        if history.empty:
+    for k, cutoff in enumerate(cutoffs):
+        cutoff = pd.Timestamp(cutoff)
+        end = grid.shift(cutoff, horizon, freq)
+        before = series["ds"] <= cutoff
+        counts = series[before].groupby("unique_id").size()
+        at_cutoff = set(series.loc[series["ds"] == cutoff, "unique_id"])
+        after = set(series.loc[(series["ds"] > cutoff) & (series["ds"] <= end), "unique_id"])
+        eligible = sorted(uid for uid in counts[counts >= min_history].index if uid in at_cutoff and uid in after)
+        if not eligible:
             continue
-        scales.append(
-            pd.DataFrame(
-                {
-                    "window": k,
-                    "unique_id": [str(u) for u, _ in history.groupby("unique_id", sort=True)],
-                    "scale": [metrics.mase_scale(g["y"].to_numpy(), season_length)
-                              for _, g in history.groupby("unique_id", sort=True)],
-                }
-            )
-        )
-        cutoff = history.groupby("unique_id")["ds"].max().rename("cutoff")
+        taking_part = series["unique_id"].isin(eligible)
+        history = series[taking_part & before].reset_index(drop=True)
+        actual = series[taking_part & (series["ds"] > cutoff) & (series["ds"] <= end)]
+        scale = seasonal.mase_scales(history, freq, season_length)
+        scales.append(pd.DataFrame({"window": k, "unique_id": scale.index, "scale": scale.to_numpy()}))
         for name, forecaster in forecasters.items():
             fc = forecaster(history)[["unique_id", "ds", "yhat"]]
-            joined = actual[["unique_id", "ds", "y"]].merge(fc, on=["unique_id", "ds"], how="left")
+            joined = actual.merge(fc.astype({"unique_id": str}), on=["unique_id", "ds"], how="left")
             if joined["yhat"].isna().any():
                 missing = joined.loc[joined["yhat"].isna(), "unique_id"].unique()[:5]
                 raise ValueError(f"forecaster {name!r} gave no forecast for {list(missing)} in window {k}")
-            joined = joined.join(cutoff, on="unique_id")
-            joined["step"] = joined.groupby("unique_id").cumcount() + 1
+            joined["cutoff"] = cutoff
+            joined["step"] = (grid.positions(joined["ds"], freq) - grid.positions([cutoff], freq)[0]).astype(np.int32)
             joined["model"], joined["window"] = name, k
             predictions.append(joined)
     if not predictions:
-        raise ValueError(f"no series is long enough to backtest (needs {min_history} points before the first cutoff)")
+        raise NotEnoughData(
+            f"no series can be backtested: none is observed at a cutoff ({', '.join(str(c.date()) for c in cutoffs)}) "
+            f"with {min_history} observations up to it and actuals after it"
+        )
     cols = ["model", "window", "unique_id", "cutoff", "ds", "step", "y", "yhat"]
     return BacktestResult(pd.concat(predictions, ignore_index=True)[cols], pd.concat(scales, ignore_index=True))
+

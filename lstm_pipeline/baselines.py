@@ -1,43 +1,34 @@
-"""Baseline forecasters with the same call shape as the model: history in, forecast out."""
+"""Baseline forecasters with the same call shape as the model: history in, forecast out.
+
+Seasonal naive and naive come from :mod:`lstm_pipeline.seasonal` (their one home).
+AutoETS and Theta need contiguous series: missing periods are filled by carrying the
+last observation forward (:func:`lstm_pipeline.grid.complete`), the same rule the
+model's inputs follow.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from lstm_pipeline.forecast import future_dates
+from lstm_pipeline import grid, seasonal
 
-__all__ = ["naive", "seasonal_naive", "statistical"]
+__all__ = ["BASELINES", "naive", "seasonal_naive", "statistical"]
+
+# Every baseline the gate may compare against, in order of preference when tied.
+BASELINES = ("seasonal_naive", "naive", "auto_ets", "theta")
 
 
 def seasonal_naive(history: pd.DataFrame, horizon: int, freq: str, season_length: int) -> pd.DataFrame:
-    """Repeat each series' last season; falls back to naive for series shorter than one season."""
-    parts = []
-    for uid, g in history.sort_values(["unique_id", "ds"]).groupby("unique_id", sort=True):
-        y = g["y"].to_numpy()
-        m = season_length if len(y) >= season_length else 1
-        last_season = y[-m:]
-        cutoff = g["ds"].iloc[-1]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "unique_id": uid,
-                    "ds": future_dates(cutoff, freq, horizon),
-                    "cutoff": cutoff,
-                    "step": np.arange(1, horizon + 1, dtype=np.int32),
-                    "yhat": np.resize(last_season, horizon).astype(np.float64),
-                }
-            )
-        )
-    return pd.concat(parts, ignore_index=True)
+    """Repeat each series' last season (naive for a history shorter than one season)."""
+    return seasonal.seasonal_naive(history, horizon, freq, season_length)
 
 
 def naive(history: pd.DataFrame, horizon: int, freq: str) -> pd.DataFrame:
     """Repeat each series' last value."""
-    return seasonal_naive(history, horizon, freq, season_length=1)
+    return seasonal.seasonal_naive(history, horizon, freq, season_length=1)
 
 
 def statistical(horizon: int, freq: str, season_length: int) -> dict[str, Callable[[pd.DataFrame], pd.DataFrame]]:
@@ -54,9 +45,11 @@ def statistical(horizon: int, freq: str, season_length: int) -> dict[str, Callab
 
     def make(model: Any, column: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
         def forecast(history: pd.DataFrame) -> pd.DataFrame:
+            contiguous = grid.complete(history[["unique_id", "ds", "y"]], freq).drop(columns="observed")
             sf = StatsForecast(models=[model], freq=freq, n_jobs=1)
-            out = sf.forecast(df=history[["unique_id", "ds", "y"]], h=horizon)
-            return out.reset_index().rename(columns={column: "yhat"})[["unique_id", "ds", "yhat"]]
+            out = sf.forecast(df=contiguous, h=horizon)
+            out = out if "unique_id" in out.columns else out.reset_index()
+            return out.rename(columns={column: "yhat"})[["unique_id", "ds", "yhat"]]
 
         return forecast
 

@@ -4,6 +4,9 @@ A checkpoint carries the model and window configuration, the frequency, the per-
 scaler statistics and the weights, so that a model trained on one machine (a GPU
 worker) rebuilds and forecasts on another (a CPU-only box) with no other input.
 It is saved with ``torch.save`` as plain containers and loads with ``weights_only=True``.
+
+Model inputs per grid period (see :mod:`lstm_pipeline.windows`): the scaled target, the
+observed mask, calendar features, then the scaled covariates.
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lstm_pipeline import grid
 from lstm_pipeline.config import ModelConfig, WindowConfig
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.scaling import SeriesScaler, fit_scaler, scale
-from lstm_pipeline.windows import Panel, calendar_features
+from lstm_pipeline.windows import Panel
 
 __all__ = [
     "FORMAT_VERSION", "Checkpoint", "SeriesStats", "build_panel", "fit_scalers", "scaled_features", "series_stats",
 ]
 
-FORMAT_VERSION = 1
+# 2: inputs gained the observed mask (feature 1).
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,8 @@ class Checkpoint:
 
     @property
     def n_features(self) -> int:
-        n_calendar = int(calendar_features(pd.DatetimeIndex([]), self.season_length).shape[1])
-        return 1 + n_calendar + len(self.covariates)
+        n_calendar = int(grid.calendar_features(pd.DatetimeIndex([]), self.season_length).shape[1])
+        return 2 + n_calendar + len(self.covariates)
 
     def build(self, device: str | torch.device = "cpu") -> LSTMForecaster:
         """The model in eval mode with the checkpoint's weights, on ``device``."""
@@ -111,32 +116,39 @@ def build_panel(
     cov_scalers: Mapping[str, SeriesScaler],
     season_length: int,
     covariates: Sequence[str],
+    freq: str,
+    pad: int = 0,
 ) -> Panel:
-    """Features ``[scaled y, calendar..., scaled covariates...]`` of every series in ``frame``.
+    """Every series of ``frame`` laid out on the ``freq`` grid as model inputs.
 
-    ``frame`` is long format sorted by ``unique_id, ds``; every series must be in ``scaler``.
-    Vectorised over the whole frame: no per-series Python loop.
+    ``frame`` is long format (sorted or not); every series must be in ``scaler``. Each
+    series spans its first to its last observation, preceded by ``pad`` padding rows;
+    missing periods and padding carry the nearest observation and mask 0 (see
+    :mod:`lstm_pipeline.grid`). Vectorised over the whole frame: no per-series loop.
     """
     if frame.empty:
-        return Panel.from_arrays([], [])
+        return Panel((), np.zeros((0, 2), np.float32), *(np.zeros(0, np.int64) for _ in range(3)), pad)
+    frame = frame.sort_values(["unique_id", "ds"], kind="stable", ignore_index=True)
     codes, uniques = pd.factorize(frame["unique_id"], sort=True)
-    # Rows of a series must be contiguous; a stable sort keeps each series' own order.
-    order = np.argsort(codes, kind="stable") if (np.diff(codes) < 0).any() else slice(None)
-    codes = codes[order]
     ids = [str(u) for u in uniques]
     stats = series_stats(scaler, cov_scalers, covariates, ids)
     if not stats.known.all():
         raise KeyError(ids[int(np.argmin(stats.known))])
+    pos = grid.positions(frame["ds"], freq)
+    bounds = np.flatnonzero(np.diff(codes, prepend=-1, append=len(ids)))  # first row of each series, then the end
+    first, last = pos[bounds[:-1]], pos[bounds[1:] - 1]
+    lengths = last - first + 1 + pad
+    lay = grid.layout(codes, pos, first - pad, lengths)
+    grid_codes = np.repeat(np.arange(len(ids)), lengths)
     values = scaled_features(
-        frame["y"].to_numpy()[order],
-        frame["ds"].to_numpy()[order],
-        _covariate_matrix(frame, covariates)[order],
-        stats.take(codes),
+        frame["y"].to_numpy(np.float64)[lay.source],
+        grid.dates(lay.row_positions(), freq, like=frame["ds"].iloc[0]),
+        _covariate_matrix(frame, covariates)[lay.source],
+        lay.observed,
+        stats.take(grid_codes),
         season_length,
     )
-    lengths = np.bincount(codes, minlength=len(ids)).astype(np.int64)
-    offsets = (np.cumsum(lengths) - lengths).astype(np.int64)
-    return Panel(tuple(ids), values, offsets, lengths)
+    return Panel(tuple(ids), values, lay.offsets, lengths.astype(np.int64), first - pad, pad)
 
 
 @dataclass(frozen=True)
@@ -176,18 +188,21 @@ def series_stats(
 
 
 def scaled_features(
-    y: np.ndarray, ds: np.ndarray, covs: np.ndarray, stats: SeriesStats, season_length: int
+    y: np.ndarray, ds: np.ndarray | pd.DatetimeIndex, covs: np.ndarray, observed: np.ndarray, stats: SeriesStats,
+    season_length: int,
 ) -> np.ndarray:
-    """Model input rows ``[n, F]`` float32: ``[scaled y, calendar..., scaled covariates...]``.
+    """Model input rows ``[n, F]`` float32: ``[scaled y, mask, calendar..., scaled covariates...]``.
 
-    Everything is per row: ``y`` ``[n]``, ``ds`` ``[n]`` timestamps, ``covs`` ``[n, C]`` and
-    ``stats`` holding the statistics of each row's series (``SeriesStats.take(codes)``).
-    Scaling is done in float64 and rounded once, as :meth:`SeriesScaler.transform` does.
+    Everything is per grid row: ``y`` ``[n]`` (carried over gaps), ``ds`` ``[n]`` timestamps,
+    ``covs`` ``[n, C]``, ``observed`` ``[n]`` bool and ``stats`` holding the statistics of
+    each row's series (``SeriesStats.take(codes)``). Scaling is done in float64 and rounded
+    once, as :meth:`SeriesScaler.transform` does.
     """
     z = scale(y, stats.loc, stats.scale)[:, None]  # [n] -> [n, 1]
-    calendar = calendar_features(pd.DatetimeIndex(ds), season_length)  # [n, 0 or 2]
+    mask = np.asarray(observed, dtype=np.float64)[:, None]  # [n, 1]
+    calendar = grid.calendar_features(pd.DatetimeIndex(ds), season_length)  # [n, 0 or 2]
     cov = scale(covs, stats.cov_loc, stats.cov_scale)  # [n, C]
-    return np.concatenate([z, calendar, cov], axis=1).astype(np.float32)
+    return np.concatenate([z, mask, calendar, cov], axis=1).astype(np.float32)
 
 
 def _covariate_matrix(frame: pd.DataFrame, covariates: Sequence[str]) -> np.ndarray:

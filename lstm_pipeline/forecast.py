@@ -10,7 +10,6 @@ chunk is sized to the free device memory.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lstm_pipeline import grid
 from lstm_pipeline.checkpoint import (
     Checkpoint,
     SeriesStats,
@@ -29,7 +29,7 @@ from lstm_pipeline.scaling import Method, fit_stats, unscale
 from lstm_pipeline.train import pick_device
 
 __all__ = [
-    "DEFAULT_CHUNK", "ForecastResult", "chunk_for_device", "future_dates", "predict", "predict_ensemble"]
+    "DEFAULT_CHUNK", "ForecastResult", "chunk_for_device", "predict", "predict_ensemble"]
 
 FORECAST_COLUMNS = ["unique_id", "ds", "cutoff", "step", "yhat"]
 # Windows per forward pass: bounded so that inference memory stays flat however many
@@ -55,18 +55,18 @@ class ForecastResult:
 
 @dataclass(frozen=True)
 class _Latest:
-    """The last ``lookback`` observations of every series long enough to forecast."""
+    """The last ``lookback`` periods of every series on its grid, ending at its last observation.
+
+    Periods before a short series began and missing periods carry the nearest observation
+    and mask 0 (:func:`lstm_pipeline.grid.layout`).
+    """
 
     ids: pd.Index  # [S] series ids (str), sorted
     y: np.ndarray  # [S, L] float64
     ds: np.ndarray  # [S, L] datetime64
+    observed: np.ndarray  # [S, L] bool
     covs: np.ndarray  # [S, L, C] float64
     stats: SeriesStats  # [S] scaler statistics of each series
-
-
-def future_dates(cutoff: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
-    """The ``horizon`` timestamps after ``cutoff`` on the ``freq`` grid."""
-    return pd.date_range(cutoff, periods=horizon + 1, freq=freq)[1:]
 
 
 def predict(
@@ -77,8 +77,9 @@ def predict(
 ) -> ForecastResult:
     """One forecast per series in ``history`` (long format), starting after its last ``ds``.
 
-    Series shorter than the lookback get no forecast and are listed in ``skipped``.
-    Series the model has not seen are scaled with statistics fitted on their history.
+    Every series with an observation is forecast: one shorter than the lookback is padded
+    (masked) before its start, missing periods are carried over and masked. Series the
+    model has not seen are scaled with statistics fitted on their history.
     ``chunk`` bounds the windows per forward pass; the device may lower it further
     (:func:`chunk_for_device`). It changes the result only by float rounding.
     """
@@ -95,14 +96,15 @@ def predict(
         rows = latest.stats.take(np.repeat(np.arange(lo, hi), L))  # per row of the chunk's windows
         x = scaled_features(
             latest.y[lo:hi].reshape(-1), latest.ds[lo:hi].reshape(-1),
-            latest.covs[lo:hi].reshape((hi - lo) * L, latest.covs.shape[2]), rows, checkpoint.season_length,
+            latest.covs[lo:hi].reshape((hi - lo) * L, latest.covs.shape[2]), latest.observed[lo:hi].reshape(-1),
+            rows, checkpoint.season_length,
         )
         return x.reshape(hi - lo, L, F)  # [c*L, F] -> [c, L, F]
 
     z = _infer(net, dev, features, n, (L, F), chunk_for_device(net, dev, L, F, chunk))  # [S, H] float32
     yhat = unscale(z.astype(np.float64), latest.stats.loc[:, None], latest.stats.scale[:, None])  # [S, H]
 
-    cutoffs = latest.ds[:, -1]  # [S]
+    cutoffs = latest.ds[:, -1]  # [S] each series' last observation
     grid, which = np.unique(cutoffs, return_inverse=True)
     frame = pd.DataFrame(
         {
@@ -131,32 +133,33 @@ def chunk_for_device(net: LSTMForecaster, device: torch.device, lookback: int, n
 
 
 def _latest(checkpoint: Checkpoint, history: pd.DataFrame, L: int) -> tuple[_Latest | None, dict[str, str]]:
-    """Each series' last ``L`` rows in time order, its statistics, and the series too short."""
+    """Each series' last ``L`` grid periods in time order, and its statistics."""
     covariates = list(checkpoint.covariates)
+    if history.empty:
+        return None, {}
     codes, uniques = pd.factorize(history["unique_id"], sort=True)
     ids = pd.Index(uniques).astype(str)
     ds = history["ds"].to_numpy()
     # Row positions in (series, time) order, like sort_values(["unique_id", "ds"]); None: already so.
     order = None if _is_sorted(codes, ds) else np.lexsort((ds, codes))
-    counts = np.bincount(codes, minlength=len(ids))
-    short = np.flatnonzero(counts < L)
-    skipped = {str(ids[i]): f"{counts[i]} points, needs at least {L} (lookback)" for i in short}
-    keep = np.flatnonzero(counts >= L)
-    if len(keep) == 0:
-        return None, skipped
-
-    ends = np.cumsum(counts)[keep]  # one past each kept series' last row, in sorted order
-    rows = (ends - L)[:, None] + np.arange(L)  # [S, L] positions in sorted order
     if order is not None:
-        rows = order[rows]  # -> positions in history
+        codes, ds = codes[order], ds[order]
+    pos = grid.positions(ds, checkpoint.freq)
+    last = np.full(len(ids), np.iinfo(np.int64).min)
+    np.maximum.at(last, codes, pos)
+    lay = grid.layout(codes, pos, last - L + 1, np.full(len(ids), L))
+    rows = lay.source if order is None else order[lay.source]  # [S*L] -> rows of history
     y = history["y"].to_numpy(dtype=np.float64)
     covs = history[covariates].to_numpy(dtype=np.float64) if covariates else np.zeros((len(history), 0))
-    kept_ids = ids[keep]
-    stats = series_stats(checkpoint.scaler, checkpoint.cov_scalers, checkpoint.covariates, list(kept_ids))
+    sorted_rows = order if order is not None else np.arange(len(history))
+    stats = series_stats(checkpoint.scaler, checkpoint.cov_scalers, checkpoint.covariates, list(ids))
     if not stats.known.all():
-        stats = _fit_unseen(checkpoint, stats, kept_ids, codes, keep, y, covs)
-    latest = _Latest(kept_ids, y[rows], ds[rows], covs[rows], stats)
-    return latest, skipped
+        stats = _fit_unseen(checkpoint, stats, ids, codes, np.arange(len(ids)), y[sorted_rows], covs[sorted_rows])
+    stamps = grid.dates(lay.row_positions(), checkpoint.freq, like=pd.Timestamp(ds[0])).to_numpy()
+    S = len(ids)
+    latest = _Latest(ids, y[rows].reshape(S, L), stamps.reshape(S, L), lay.observed.reshape(S, L),
+                     covs[rows].reshape(S, L, len(covariates)), stats)
+    return latest, {}
 
 
 def _fit_unseen(
@@ -241,30 +244,18 @@ def _infer(
 
 
 def _future_grid(cutoffs: np.ndarray, freq: str, horizon: int) -> np.ndarray:
-    """``[U, H]`` timestamps after each distinct cutoff: :func:`future_dates`, vectorised.
-
-    For a cutoff on the ``freq`` grid, ``date_range(cutoff, ...)[k]`` is ``cutoff + k * offset``;
-    one off the grid (which the data contract rules out) takes the exact slow path.
-    """
-    offset = pd.tseries.frequencies.to_offset(freq)
-    base = pd.DatetimeIndex(cutoffs)
-    # The resolution date_range gives (it may be finer than the history's, never coarser).
-    grid = np.empty((len(base), horizon), dtype=future_dates(base[0], freq, horizon).dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)  # non-vectorised offsets: few cutoffs
-        for k in range(1, horizon + 1):
-            grid[:, k - 1] = (base + k * offset).to_numpy()
-        off_grid = np.flatnonzero(((base + offset) - offset) != base)
-    for i in off_grid:
-        grid[i] = future_dates(base[i], freq, horizon).to_numpy()
-    return grid
+    """``[U, H]`` timestamps after each distinct cutoff: :func:`grid.future_dates`, vectorised."""
+    base = grid.positions(cutoffs, freq)
+    steps = (base[:, None] + np.arange(1, horizon + 1)[None, :]).reshape(-1)
+    return grid.dates(steps, freq, like=pd.Timestamp(cutoffs[0])).to_numpy().reshape(len(base), horizon)
 
 
 def predict_ensemble(checkpoints: Sequence[Checkpoint], history: pd.DataFrame, device: str = "auto") -> ForecastResult:
-    """The mean forecast of several models (an ensemble of seeds) over the same history."""
+    """The median forecast of several models (an ensemble of seeds and input lengths) over
+    the same history: robust to one member that went astray on a series."""
     results = [predict(c, history, device=device) for c in checkpoints]
     if len(results) == 1:
         return results[0]
     keys = ["unique_id", "ds", "cutoff", "step"]
-    frame = pd.concat([r.frame for r in results]).groupby(keys, sort=False, as_index=False)["yhat"].mean()
+    frame = pd.concat([r.frame for r in results]).groupby(keys, sort=False, as_index=False)["yhat"].median()
     return ForecastResult(frame, results[0].skipped)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.metrics import mase_scale
+from lstm_pipeline.seasonal import mase_scales
 
 __all__ = ["LEVELS", "add_intervals", "coverage", "fit_quantiles", "scaled_residuals"]
 
@@ -66,13 +66,17 @@ def add_intervals(
     forecast: pd.DataFrame,
     history: pd.DataFrame,
     quantiles: Mapping[int, Sequence[float]],
+    freq: str,
     season_length: int,
 ) -> pd.DataFrame:
-    """``forecast`` with ``yhat_lo_<level>`` / ``yhat_hi_<level>`` columns added."""
+    """``forecast`` with ``yhat_lo_<level>`` / ``yhat_hi_<level>`` columns added.
+
+    A series without a MASE scale (constant history) gets intervals of zero width.
+    """
     if forecast.empty or not quantiles:
         return forecast
-    scale = history.groupby("unique_id", sort=True)["y"].apply(lambda y: mase_scale(y.to_numpy(), season_length))
-    s = forecast["unique_id"].map(scale).to_numpy(dtype=np.float64)
+    scale = mase_scales(history, freq, season_length)
+    s = forecast["unique_id"].astype(str).map(scale).to_numpy(dtype=np.float64)
     s = np.where(np.isfinite(s), s, 0.0)
     step = forecast["step"].to_numpy() - 1
     out = forecast.copy()

@@ -11,15 +11,17 @@ __all__ = ["LSTMForecaster"]
 class LSTMForecaster(nn.Module):
     """Reads a window of ``lookback`` steps and emits all ``horizon`` steps at once.
 
-    Feature 0 of the input is the (per-series scaled) target. Two choices make one set
-    of weights fit many series:
+    Feature 0 of the input is the (per-series scaled) target, carried over missing
+    periods, and feature 1 the mask (1 where observed; 0 for gaps and for the padding
+    before a short series starts). Two choices make one set of weights fit many series:
 
     - inputs are taken relative to the window's last observed value, so windows from
       different parts of a trending series look alike;
     - the output is a correction to the seasonal naive forecast read off the window
-      (the last season repeated; the last value when ``season_length`` is 1 or longer
-      than the window). The head's last layer starts at zero, so an untrained model
-      *is* seasonal naive and training only has to learn what that baseline misses.
+      (the last season repeated; the last value when the window holds less than one
+      season since the series began, the rule of :func:`lstm_pipeline.seasonal.forecast_season`).
+      The head's last layer starts at zero, so an untrained model *is* seasonal naive and
+      training only has to learn what that baseline misses.
     """
 
     def __init__(
@@ -32,9 +34,11 @@ class LSTMForecaster(nn.Module):
         bidirectional: bool = False,
         proj_size: int = 0,
         season_length: int = 1,
+        window_scale: bool = True,
     ) -> None:
         super().__init__()
         self.horizon = horizon
+        self.window_scale = window_scale
         self.season_length = season_length
         self.lstm = nn.LSTM(
             input_size=n_features,
@@ -55,14 +59,29 @@ class LSTMForecaster(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[B, L, F]`` -> forecast of the scaled target ``[B, H]``."""
         level = x[:, -1:, 0]  # [B, L, F] -> [B, 1]
-        target = x[:, :, :1] - level.unsqueeze(-1)  # [B, L, 1]
+        spread = self._spread(x[:, :, 0], x[:, :, 1]) if self.window_scale else torch.ones_like(level)  # [B, 1]
+        target = (x[:, :, :1] - level.unsqueeze(-1)) / spread.unsqueeze(-1)  # [B, L, 1]
         _, (h_n, _) = self.lstm(torch.cat([target, x[:, :, 1:]], dim=-1))
         # h_n: [layers * D, B, H_out]; the top layer's final state of each direction.
         top = h_n[-self._directions :].transpose(0, 1).reshape(x.shape[0], -1)  # -> [B, D * H_out]
-        return self._seasonal_base(x[:, :, 0]) + self.head(top)  # [B, H]
+        return self._seasonal_base(x[:, :, 0], x[:, :, 1]) + self.head(top) * spread  # [B, H]
 
-    def _seasonal_base(self, y: torch.Tensor) -> torch.Tensor:
-        """Seasonal naive from the window's target ``[B, L]`` -> ``[B, H]``."""
-        m = self.season_length if 1 < self.season_length <= y.shape[1] else 1
+    @staticmethod
+    def _spread(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The window's mean absolute change between observed neighbours ``[B, L]`` -> ``[B, 1]``."""
+        pairs = mask[:, 1:] * mask[:, :-1]  # [B, L-1]
+        change = ((y[:, 1:] - y[:, :-1]).abs() * pairs).sum(dim=1, keepdim=True)
+        mean = change / pairs.sum(dim=1, keepdim=True).clamp(min=1.0)
+        return mean.clamp(min=1e-2)
+
+    def _seasonal_base(self, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Seasonal naive from the window's target and mask ``[B, L]`` -> ``[B, H]``."""
+        naive = y[:, -1:].expand(-1, self.horizon)  # [B, 1] -> [B, H]
+        m = self.season_length
+        if not 1 < m <= y.shape[1]:
+            return naive
         reps = -(-self.horizon // m)  # ceil(H / m)
-        return y[:, -m:].repeat(1, reps)[:, : self.horizon]  # [B, m] -> [B, H]
+        seasonal = y[:, -m:].repeat(1, reps)[:, : self.horizon]  # [B, m] -> [B, H]
+        # Periods since the series began (the padding before it has mask 0 throughout).
+        began = torch.cumsum(mask, dim=1) > 0  # [B, L]
+        return torch.where(began.sum(dim=1, keepdim=True) >= m, seasonal, naive)

@@ -5,7 +5,7 @@ A forecast row (unique_id, cutoff, ds, step, yhat, model_version) is *realised* 
 
 * ``abs_error = |y - yhat|``
 * ``scaled_error = abs_error / scale``, where ``scale`` is the MASE denominator of that
-  series' history up to and including the cutoff (:func:`lstm_pipeline.metrics.mase_scale`),
+  series' history up to and including the cutoff (:func:`lstm_pipeline.seasonal.mase_scales`),
   exactly what the backtest uses for its windows; null when the scale is zero or undefined.
 
 The live MASE of a model version is the mean, over its realised forecasts (one per
@@ -30,7 +30,7 @@ import pandas as pd
 
 from lstm_pipeline.config import PipelineConfig, season_length_for
 from lstm_pipeline.lake import ACCURACY, FORECASTS, Lake
-from lstm_pipeline.metrics import mase_scale
+from lstm_pipeline.seasonal import mase_scales
 
 __all__ = [
     "ACCURACY_COLUMNS",
@@ -85,7 +85,7 @@ class MonitorOutcome:
         return "\n".join(lines)
 
 
-def realised_errors(forecasts: pd.DataFrame, series: pd.DataFrame, season_length: int) -> pd.DataFrame:
+def realised_errors(forecasts: pd.DataFrame, series: pd.DataFrame, freq: str, season_length: int) -> pd.DataFrame:
     """Forecast rows that have an actual in ``series``, with their realised errors.
 
     ``forecasts``: unique_id, cutoff, ds, step, yhat, model_version (model_name optional).
@@ -109,7 +109,7 @@ def realised_errors(forecasts: pd.DataFrame, series: pd.DataFrame, season_length
     )
     if joined.empty:
         return _empty()
-    scales = _scales(actual, joined[["unique_id", "cutoff"]].drop_duplicates(), season_length)
+    scales = _scales(actual, joined[["unique_id", "cutoff"]].drop_duplicates(), freq, season_length)
     joined = joined.merge(scales, on=["unique_id", "cutoff"], how="left")
     joined["y"] = joined["y"].astype("float64")
     joined["yhat"] = joined["yhat"].astype("float64")
@@ -162,7 +162,7 @@ def run_monitor(cfg: PipelineConfig) -> MonitorOutcome:
         return MonitorOutcome(0, 0, 0, 0, _version(lake), live_accuracy(_empty()))
     freq = cfg.data.freq or lake.freq()
     season = cfg.data.season_length or (season_length_for(freq) if freq else 1)
-    errors = realised_errors(forecasts, lake.read_series(), season)
+    errors = realised_errors(forecasts, lake.read_series(), freq, season) if freq else _empty()
     pending = len(forecasts) - len(errors)
     stamped = errors.assign(evaluated_at=pd.Timestamp.now(tz="UTC").tz_localize(None))
     written = lake.upsert(ACCURACY, stamped, keys=ACCURACY_KEYS, compare=_COMPARED)
@@ -202,20 +202,17 @@ def _record(cfg: PipelineConfig, live: pd.DataFrame, accuracy: pd.DataFrame) -> 
     return tuple(recorded), tuple(missing)
 
 
-def _scales(actual: pd.DataFrame, pairs: pd.DataFrame, season_length: int) -> pd.DataFrame:
+def _scales(actual: pd.DataFrame, pairs: pd.DataFrame, freq: str, season_length: int) -> pd.DataFrame:
     """MASE scale of each series' history up to and including each cutoff in ``pairs``."""
     out = []
-    wanted = pairs.groupby("unique_id", sort=True)["cutoff"]
-    history = {uid: g.sort_values("ds") for uid, g in actual.groupby("unique_id", sort=True)}
-    for uid, cutoffs in wanted:
-        g = history[uid]
-        ds, y = g["ds"].to_numpy(), g["y"].to_numpy(np.float64)
-        for cutoff in cutoffs:
-            n = int(np.searchsorted(ds, np.datetime64(cutoff), side="right"))
-            out.append((uid, cutoff, mase_scale(y[:n], season_length)))
-    return pd.DataFrame(out, columns=["unique_id", "cutoff", "scale"]).astype(
-        {"unique_id": "str", "cutoff": "datetime64[us]", "scale": "float64"}
-    )
+    for cutoff, wanted in pairs.groupby("cutoff", sort=True)["unique_id"]:
+        history = actual[actual["unique_id"].isin(set(wanted)) & (actual["ds"] <= cutoff)]
+        scale = mase_scales(history, freq, season_length)
+        out.append(pd.DataFrame({"unique_id": scale.index, "cutoff": cutoff, "scale": scale.to_numpy()}))
+    if not out:
+        return pd.DataFrame({"unique_id": pd.Series(dtype="str"), "cutoff": pd.Series(dtype="datetime64[us]"),
+                             "scale": pd.Series(dtype="float64")})
+    return pd.concat(out, ignore_index=True).astype({"unique_id": "str", "cutoff": "datetime64[us]", "scale": "float64"})
 
 
 def _timestamps(values: pd.Series) -> pd.Series:

@@ -1,10 +1,20 @@
 """Fit or fine-tune the global LSTM: one code path, device and precision chosen here.
 
-Training uses the last ``horizon`` points of every series (that is long enough) as a
-time-based validation split for early stopping; the best epoch's weights are kept (by
-default an exponential moving average of the weights over the training steps).
-Fine-tuning is the same function started from a checkpoint, with its own epochs and
-learning rate. Side effects (logging to MLflow, progress) go through callbacks.
+Two kinds of run share the code:
+
+* **with validation** (``epochs=None``): the last ``horizon`` periods before the data's
+  newest date are the time-based validation split. Training windows score only targets
+  before it, the scaler never sees it, and each epoch's loss on it drives early stopping;
+  the best epoch's weights are kept (by default an exponential moving average of the
+  weights over the steps). This is the run a backtest evaluates.
+* **fixed** (``epochs=N``, ``lr_schedule``): every observation is training data, for a
+  given number of epochs and learning rates (those the validated run chose), and the
+  last weights are kept. This is the refit that serves: the same procedure on all data.
+
+Fine-tuning is the same function started from a checkpoint (``init``), with its own
+epochs and learning rate. Side effects (logging to MLflow, progress) go through callbacks.
+Missing periods and short series are handled by the panel (:mod:`lstm_pipeline.windows`):
+a target counts only where it was observed.
 """
 
 from __future__ import annotations
@@ -22,12 +32,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lstm_pipeline.errors import NotEnoughData
+from lstm_pipeline import grid, seasonal
 from lstm_pipeline.checkpoint import Checkpoint, build_panel, fit_scalers
 from lstm_pipeline.config import PipelineConfig, season_length_for
-from lstm_pipeline.metrics import mase_scale
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.scaling import SeriesScaler
-from lstm_pipeline.windows import Panel, gather, window_starts
+from lstm_pipeline.windows import Panel, Windows, gather, windows
 
 __all__ = ["EpochLog", "TrainResult", "default_batch_size", "fit", "pick_device"]
 
@@ -63,7 +74,14 @@ class TrainResult:
     n_train_windows: int
     n_val_windows: int
     seconds: float
+    data_end: pd.Timestamp  # the newest period of the data given
+    train_end: pd.Timestamp  # the newest period whose value the weights learnt from
     skipped_series: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lr_schedule(self) -> tuple[float, ...]:
+        """The learning rate of each epoch up to the best one: what a refit replays."""
+        return tuple(e.lr for e in self.history[: self.best_epoch])
 
 
 def pick_device(setting: str = "auto") -> torch.device:
@@ -84,11 +102,16 @@ def fit(
     init: Checkpoint | None = None,
     callbacks: Sequence[Callback] = (),
     meta: dict[str, str] | None = None,
+    epochs: int | None = None,
+    lr_schedule: Sequence[float] | None = None,
 ) -> TrainResult:
-    """Train on ``frame`` (long format, sorted, training rows only) and return the result.
+    """Train on ``frame`` (long format: the rows this run may use) and return the result.
 
-    With ``init`` the run fine-tunes: weights and scaler statistics start from the
-    checkpoint, and ``train.finetune_epochs`` / ``train.finetune_lr`` apply.
+    ``epochs=None``: early stopping on the last ``horizon`` periods (see the module doc).
+    ``epochs=N``: N epochs on every row, at the learning rates ``lr_schedule`` (one per
+    epoch; default the configured rate). With ``init`` the run fine-tunes: weights and
+    scaler statistics start from the checkpoint, and ``train.finetune_epochs`` /
+    ``train.finetune_lr`` apply.
     """
     started = time.perf_counter()
     tc, L, H = cfg.train, cfg.window.lookback, cfg.window.horizon
@@ -99,42 +122,51 @@ def fit(
     covariates = tuple(cfg.data.covariates)
     if init is not None:
         _check_compatible(init, cfg, season, covariates)
+    if frame.empty:
+        raise NotEnoughData("no data to train on")
 
     frame = frame.sort_values(["unique_id", "ds"], ignore_index=True)
-    lengths = frame.groupby("unique_id", sort=True).size()
-    too_short = lengths[lengths < L + H]
-    skipped = {str(u): f"{n} points, needs at least {L + H} (lookback + horizon)" for u, n in too_short.items()}
-    frame = frame[~frame["unique_id"].isin(too_short.index)]
-    lengths = lengths.drop(too_short.index)
-    if lengths.empty:
-        raise ValueError(f"no series has the {L + H} points (lookback {L} + horizon {H}) needed to train")
+    data_end = pd.Timestamp(frame["ds"].max())
+    validated = epochs is None
+    # Validated runs learn from periods up to `train_end`; the next H are the validation split.
+    train_end = grid.shift(data_end, -H, freq) if validated else data_end
+    fit_rows = (frame["ds"] <= train_end).to_numpy()
+    late = sorted(set(frame["unique_id"]) - set(frame.loc[fit_rows, "unique_id"]))
+    skipped = {str(u): f"no observation up to {train_end.date()}, before the validation split" for u in late}
+    if late:
+        keep = ~frame["unique_id"].isin(late).to_numpy()
+        frame, fit_rows = frame[keep].reset_index(drop=True), fit_rows[keep]
+    if frame.empty:
+        raise NotEnoughData(f"no series has an observation up to {train_end.date()} to train on")
 
-    # Validation: the last H points of each series long enough to also keep one
-    # training window; their values are held out of the scaler fit too.
-    n = lengths.to_numpy()
-    val_begin = np.where(n >= L + 2 * H, n - H, n)
-    position = frame.groupby("unique_id", sort=True).cumcount().to_numpy()
-    fit_rows = position < np.repeat(val_begin, n)
     scaler, cov_scalers = fit_scalers(frame[fit_rows], covariates, base=init)
-    panel = build_panel(frame, scaler, cov_scalers, season, covariates)
-
+    panel = build_panel(frame, scaler, cov_scalers, season, covariates, freq, pad=L - 1)
     values = _to_device(torch.from_numpy(panel.values), device)
-    weights = _to_device(torch.from_numpy(_row_weights(frame[fit_rows], panel, scaler, season, tc.loss_weighting)), device)
-    train_idx = torch.from_numpy(window_starts(panel, L, H, target_end=val_begin)).to(device)
-    val_idx = torch.from_numpy(window_starts(panel, L, H, target_end=n, target_begin=val_begin)).to(device)
+    weights = _to_device(torch.from_numpy(_row_weights(frame[fit_rows], panel, scaler, freq, season,
+                                                       tc.loss_weighting)), device)
+    split = panel.local(np.full(len(panel.ids), grid.positions([train_end], freq)[0]))
+    train_w = windows(panel, L, H, last_target=split)
+    val_w = windows(panel, L, H, last_target=panel.lengths - 1, first_cutoff=split, last_cutoff=split) \
+        if validated else Windows(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if len(train_w) == 0:
+        raise NotEnoughData("no series has two observations up to the training cutoff: nothing to learn from")
+    train_idx = _windows_to_device(train_w, device)
+    val_idx = _windows_to_device(val_w, device)
 
     net = LSTMForecaster(panel.values.shape[1], H, season_length=season, **cfg.model.model_dump()).to(device)
     if init is not None:
         net.load_state_dict(init.state_dict)
-    epochs = tc.finetune_epochs if init is not None else tc.max_epochs
+    if epochs is None:
+        epochs = tc.finetune_epochs if init is not None else tc.max_epochs
     lr = tc.finetune_lr if init is not None else tc.lr
+    rates = list(lr_schedule) if lr_schedule is not None else None
     # On CUDA the fused kernel updates all parameters in a few launches instead of many.
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=tc.weight_decay, fused=device.type == "cuda")
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(tc.patience // 3, 1))
     loss_fn = {"mae": nn.L1Loss, "mse": nn.MSELoss, "huber": nn.HuberLoss}[tc.loss](reduction="none")
     # Few windows (one short series) would make an epoch one or two optimiser steps and
     # stop training before it starts: cap the batch so an epoch has at least _MIN_STEPS.
-    per_epoch = min(len(train_idx), tc.max_windows_per_epoch or len(train_idx))
+    per_epoch = min(len(train_w), tc.max_windows_per_epoch or len(train_w))
     batch = max(min(tc.batch_size or default_batch_size(device), math.ceil(per_epoch / _MIN_STEPS)), 1)
     generator = torch.Generator(device=device).manual_seed(tc.seed)
     amp = device.type == "cuda"
@@ -149,29 +181,33 @@ def fit(
     best_state, best_loss, best_epoch, steps, diverged = None, math.inf, 0, 0, False
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
+        if rates is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = rates[min(epoch, len(rates)) - 1]
         net.train()
         # A large panel has more windows than an epoch needs: a fresh random sample each
         # epoch keeps an epoch's cost bounded whatever the number and length of series.
-        order = train_idx[torch.randperm(len(train_idx), device=device, generator=generator)[:per_epoch]]
+        order = torch.randperm(len(train_w), device=device, generator=generator)[:per_epoch]
         # Summed on the device (float64, the same arithmetic as Python floats): reading
         # the loss back every step would make the CPU wait for the GPU at each batch.
         total = torch.zeros((), dtype=torch.float64, device=device)
         for i in range(0, len(order), batch):
-            starts = order[i : i + batch]
-            x, y = gather(values, starts, L, H)  # [B, L, F], [B, H]
+            pick = order[i : i + batch]
+            starts = train_idx[0][pick]
+            x, y, w = gather(values, (starts, train_idx[1][pick]), L, H)  # [B, L, F], [B, H], [B, H]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = _weighted(loss_fn, net(x).float(), y, weights[starts])
+                loss = _weighted(loss_fn, net(x).float(), y, w, weights[starts])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(net)
-            total += loss.detach().double() * len(x)
+            total += loss.detach().double() * len(starts)
             steps += 1
         train_loss = float(total) / max(len(order), 1)
         scored = net if ema is None else ema.module
-        val_loss = _evaluate(scored, values, weights, val_idx, L, H, loss_fn, batch, amp) if len(val_idx) else train_loss
+        val_loss = _evaluate(scored, values, weights, val_idx, L, H, loss_fn, batch, amp) if len(val_w) else train_loss
         history.append(EpochLog(epoch, train_loss, val_loss, optimizer.param_groups[0]["lr"], time.perf_counter() - t0))
         log.info(
             "epoch %d/%d: train %.4f, validation %.4f (%s, %.1fs)", epoch, epochs, train_loss, val_loss,
@@ -184,7 +220,11 @@ def fit(
             log.warning("training diverged at epoch %d (train loss %s)", epoch, train_loss)
             diverged = True
             break
-        schedule.step(val_loss)
+        if not validated:  # a fixed run keeps its last weights
+            best_state, best_epoch = scored.state_dict(), epoch
+            continue
+        if rates is None:
+            schedule.step(val_loss)
         if val_loss < best_loss - 1e-6:
             best_state, best_loss, best_epoch = copy.deepcopy(scored.state_dict()), val_loss, epoch
         elif epoch - best_epoch >= tc.patience:
@@ -211,9 +251,11 @@ def fit(
         steps=steps,
         device=str(device),
         diverged=diverged,
-        n_train_windows=len(train_idx),
-        n_val_windows=len(val_idx),
+        n_train_windows=len(train_w),
+        n_val_windows=len(val_w),
         seconds=time.perf_counter() - started,
+        data_end=data_end,
+        train_end=train_end,
         skipped_series=skipped,
     )
 
@@ -233,7 +275,7 @@ def _evaluate(
     net: LSTMForecaster,
     values: torch.Tensor,
     weights: torch.Tensor,
-    idx: torch.Tensor,
+    idx: tuple[torch.Tensor, torch.Tensor],
     lookback: int,
     horizon: int,
     loss_fn: nn.Module,
@@ -242,36 +284,45 @@ def _evaluate(
 ) -> float:
     net.eval()
     total = torch.zeros((), dtype=torch.float64, device=values.device)
-    for i in range(0, len(idx), batch):
-        starts = idx[i : i + batch]
-        x, y = gather(values, starts, lookback, horizon)
+    n = len(idx[0])
+    for i in range(0, n, batch):
+        starts, limits = idx[0][i : i + batch], idx[1][i : i + batch]
+        x, y, w = gather(values, (starts, limits), lookback, horizon)
         with torch.autocast(values.device.type, dtype=torch.bfloat16, enabled=amp):
-            total += _weighted(loss_fn, net(x).float(), y, weights[starts]).double() * len(x)
-    return float(total) / len(idx)
+            total += _weighted(loss_fn, net(x).float(), y, w, weights[starts]).double() * len(starts)
+    return float(total) / n
 
 
-def _weighted(loss_fn: nn.Module, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of each window's loss ``[B, H]`` times its series' weight ``[B]``."""
-    return (loss_fn(pred, target).mean(dim=1) * weight).mean()
+def _weighted(
+    loss_fn: nn.Module, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """Mean over the scored targets ``[B, H]`` (``mask`` 1) of the loss times its series' weight ``[B]``."""
+    per_step = loss_fn(pred, target) * mask * weight[:, None]  # [B, H]
+    return per_step.sum() / mask.sum().clamp(min=1.0)
 
 
 def _row_weights(
-    fit_frame: pd.DataFrame, panel: Panel, scaler: SeriesScaler, season: int, weighting: str
+    fit_frame: pd.DataFrame, panel: Panel, scaler: SeriesScaler, freq: str, season: int, weighting: str
 ) -> np.ndarray:
     """Per panel row, the loss weight of the series it belongs to (``[T]`` float32).
 
     With ``"mase"``, an error in scaled units is converted into units of the series'
     in-sample seasonal-naive MAE (the MASE denominator), so training minimises what the
-    backtest and the promotion gate measure. Weights are clipped and averaged to one.
+    backtest and the promotion gate measure. Weights are clipped and averaged to one; a
+    series without a MASE scale (constant, or a single point) gets the average.
     """
     if weighting == "none":
         return np.ones(len(panel.values), dtype=np.float32)
-    history = {str(uid): g["y"].to_numpy() for uid, g in fit_frame.groupby("unique_id", sort=True)}
-    w = np.array([scaler.stats[uid][1] / mase_scale(history[uid], season) for uid in panel.ids])
+    scales = seasonal.mase_scales(fit_frame, freq, season).reindex(list(panel.ids)).to_numpy()
+    w = np.array([scaler.stats[uid][1] for uid in panel.ids]) / scales
     w = np.where(np.isfinite(w) & (w > 0), w, np.nan)
     w = np.clip(w, *np.nanquantile(w, [0.02, 0.98])) if np.isfinite(w).any() else np.ones(len(w))
     w = np.where(np.isfinite(w), w, np.nanmean(w)) / np.nanmean(w)
     return np.repeat(w, panel.lengths).astype(np.float32)
+
+
+def _windows_to_device(found: Windows, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(found.starts).to(device), torch.from_numpy(found.limits).to(device)
 
 
 def _to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -1,95 +1,121 @@
 """Input windows over a panel of series: pure functions, no I/O.
 
-All series are concatenated into one ``[T, F]`` array (the panel) and a window is just
-the index of its first step. A batch of windows is gathered from the panel with index
-arithmetic, so windows are built wherever the panel lives (CPU memory or the GPU) and
-no per-sample Python loop or DataLoader is involved.
+Every series is laid out on its frequency grid (:mod:`lstm_pipeline.grid`) and the
+series are concatenated into one ``[T, F]`` array, the panel. Each series is preceded
+by ``lookback - 1`` padding rows, so a series shorter than the lookback still makes
+windows. A window is identified by the row of its *cutoff*, its last input step, and
+reads the ``lookback`` rows ending there; it predicts the ``horizon`` rows after it.
 
-Feature 0 is always the scaled target; the others are calendar features (sin/cos of
-the position in the season) and scaled covariates, all known at the window's steps.
+Feature 0 is always the scaled target (carried forward over missing periods and back
+over the padding), feature 1 the mask: 1 where the period was observed, 0 for a gap or
+padding. Targets are scored only where observed, and only up to the window's
+``limit``: the number of steps after the cutoff that lie inside the data the window
+may learn from (fewer than ``horizon`` near a split or the end of a series).
+
+A batch of windows is gathered from the panel with index arithmetic, on whichever
+device the panel lives, with no per-sample Python loop or DataLoader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 
-__all__ = ["Panel", "calendar_features", "gather", "window_starts"]
+__all__ = ["MASK", "TARGET", "Panel", "Windows", "gather", "windows"]
+
+TARGET, MASK = 0, 1
 
 
 @dataclass(frozen=True)
 class Panel:
-    """Series laid end to end: ``values[offsets[i] : offsets[i] + lengths[i]]`` is series i."""
+    """Series laid end to end: ``values[offsets[i] : offsets[i] + lengths[i]]`` is series i.
+
+    Row ``r`` of series i sits at grid position ``start[i] + r - offsets[i]``; its first
+    ``pad`` rows lie before the series' first observation.
+    """
 
     ids: tuple[str, ...]
-    values: np.ndarray  # [T, F] float32
+    values: np.ndarray  # [T, F] float32; feature 0 the scaled target, feature 1 the mask
     offsets: np.ndarray  # [S] int64
     lengths: np.ndarray  # [S] int64
+    start: np.ndarray  # [S] int64 grid position of each series' first row
+    pad: int = 0
 
-    @classmethod
-    def from_arrays(cls, ids: Sequence[str], arrays: Sequence[np.ndarray]) -> Panel:
-        """Stack per-series ``[n_i, F]`` arrays into one panel."""
-        lengths = np.array([len(a) for a in arrays], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        values = np.concatenate(arrays).astype(np.float32) if arrays else np.zeros((0, 1), np.float32)
-        return cls(tuple(ids), values, offsets, lengths)
+    @property
+    def observed(self) -> np.ndarray:
+        """``[T]`` bool: the period was observed."""
+        return self.values[:, MASK] > 0.5
 
-
-def calendar_features(ds: pd.DatetimeIndex | pd.Series, season_length: int) -> np.ndarray:
-    """``[n, 2]`` sin/cos of each timestamp's position in the season (none if m <= 1).
-
-    The position is taken from the timestamp itself (month for m=12, weekday for m=7,
-    hour for m=24, quarter for m=4), so it is the same whatever the window's start.
-    """
-    idx = pd.DatetimeIndex(ds)
-    if season_length <= 1:
-        return np.zeros((len(idx), 0), dtype=np.float32)
-    if season_length == 12:
-        position = np.asarray(idx.month) - 1
-    elif season_length == 4:
-        position = np.asarray(idx.quarter) - 1
-    elif season_length in (5, 7):
-        position = np.asarray(idx.day_of_week)
-    elif season_length == 24:
-        position = np.asarray(idx.hour)
-    else:  # no calendar reading for this season length
-        return np.zeros((len(idx), 0), dtype=np.float32)
-    angle = 2 * np.pi * np.asarray(position, dtype=np.float64) / season_length
-    return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
+    def local(self, positions: np.ndarray) -> np.ndarray:
+        """``[S]`` row index within each series of grid positions ``[S]`` (may lie outside)."""
+        return np.asarray(positions, dtype=np.int64) - self.start
 
 
-def window_starts(
+@dataclass(frozen=True)
+class Windows:
+    """``starts`` ``[N]``: global row of each window's first input; ``limits`` ``[N]``: how
+    many steps after its cutoff may be scored (1..horizon)."""
+
+    starts: np.ndarray
+    limits: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def take(self, index: np.ndarray) -> Windows:
+        return Windows(self.starts[index], self.limits[index])
+
+
+def windows(
     panel: Panel,
     lookback: int,
     horizon: int,
-    target_end: np.ndarray,
-    target_begin: np.ndarray | None = None,
-) -> np.ndarray:
-    """Global start indices of every window whose targets lie in ``[begin_i, end_i)``.
+    last_target: np.ndarray,
+    first_cutoff: np.ndarray | None = None,
+    last_cutoff: np.ndarray | None = None,
+) -> Windows:
+    """Every window whose cutoff row is observed and whose scored targets are observed rows
+    no later than ``last_target``.
 
-    ``target_end`` and ``target_begin`` are per-series local positions (``[S]``). A window
-    starting at local ``t`` reads ``t .. t+lookback-1`` and predicts
-    ``t+lookback .. t+lookback+horizon-1``.
+    All arguments ``[S]`` are row indices local to each series. A window with cutoff ``c``
+    (``first_cutoff <= c <= last_cutoff``, default: anywhere) scores targets
+    ``c+1 .. c+limit`` with ``limit = min(horizon, last_target - c)``; it is kept only if
+    at least one of them was observed.
     """
-    begin = np.zeros_like(target_end) if target_begin is None else target_begin
-    starts: list[np.ndarray] = []
-    for off, lo, hi in zip(panel.offsets, begin, np.minimum(target_end, panel.lengths)):
-        first = max(int(lo) - lookback, 0)
-        last = int(hi) - lookback - horizon  # inclusive
-        if last >= first:
-            starts.append(off + np.arange(first, last + 1, dtype=np.int64))
-    return np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+    n = panel.lengths
+    last_target = np.minimum(np.asarray(last_target, dtype=np.int64), n - 1)
+    lo = np.full(len(n), lookback - 1, dtype=np.int64)
+    if first_cutoff is not None:
+        lo = np.maximum(lo, np.asarray(first_cutoff, dtype=np.int64))
+    hi = last_target - 1
+    if last_cutoff is not None:
+        hi = np.minimum(hi, np.asarray(last_cutoff, dtype=np.int64))
+    count = np.maximum(hi - lo + 1, 0)
+    if count.sum() == 0:
+        return Windows(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    series = np.repeat(np.arange(len(n)), count)  # [N]
+    first = np.cumsum(count) - count
+    cutoff = lo[series] + np.arange(int(count.sum()), dtype=np.int64) - first[series]  # local
+    limit = np.minimum(horizon, last_target[series] - cutoff)
+    row = panel.offsets[series] + cutoff  # global row of the cutoff
+    observed = panel.observed
+    seen = np.concatenate([[0], np.cumsum(observed, dtype=np.int64)])  # observed rows before each row
+    keep = observed[row] & (seen[row + limit + 1] - seen[row + 1] > 0)
+    return Windows((row - lookback + 1)[keep], limit[keep])
 
 
 def gather(
-    values: torch.Tensor, starts: torch.Tensor, lookback: int, horizon: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch of windows from the panel: inputs ``[B, L, F]`` and targets ``[B, H]``."""
+    values: torch.Tensor, batch: Windows | tuple[torch.Tensor, torch.Tensor], lookback: int, horizon: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch of windows from the panel: inputs ``[B, L, F]``, targets ``[B, H]`` and
+    target weights ``[B, H]`` (1 where observed and within the window's limit, else 0)."""
+    starts, limits = (batch.starts, batch.limits) if isinstance(batch, Windows) else batch
+    starts, limits = torch.as_tensor(starts, device=values.device), torch.as_tensor(limits, device=values.device)
     steps = torch.arange(lookback + horizon, device=values.device)
-    rows = starts[:, None] + steps[None, :]  # [B] -> [B, L+H]
+    # Rows past the panel's end only ever fall beyond a window's limit: clamp and mask them.
+    rows = (starts[:, None] + steps[None, :]).clamp_(max=values.shape[0] - 1)  # [B] -> [B, L+H]
     block = values[rows]  # [T, F] -> [B, L+H, F]
-    return block[:, :lookback, :], block[:, lookback:, 0]
+    within = (steps[None, :horizon] < limits[:, None]).to(values.dtype)  # [B, H]
+    return block[:, :lookback, :], block[:, lookback:, TARGET], block[:, lookback:, MASK] * within

@@ -112,13 +112,17 @@ def test_the_weight_average_changes_what_is_scored_and_kept_not_the_optimisation
 
 
 def test_an_epoch_draws_at_most_max_windows_per_epoch() -> None:
-    frame = sines(n_series=3, n=48)  # 25 training windows per series (L 12, H 6, 6 held out)
+    frame = sines(n_series=3, n=48)
     everything = fit(frame, config(train={"max_windows_per_epoch": None}), FREQ)
     capped = fit(frame, config(train={"max_windows_per_epoch": 20}), FREQ)
-    assert everything.n_train_windows == capped.n_train_windows == 75
-    # The batch shrinks so that an epoch keeps 16 steps or so: 75 windows in batches of 5,
-    # 20 windows in batches of 2; three epochs each.
-    assert (everything.steps, capped.steps) == (3 * 15, 3 * 10)
+    # Cutoffs at local rows 11..40 of each series (padding ahead, the last H held out):
+    # 36 points per series up to the split, the first 11 observations too few for a cutoff
+    # before the padding's end... every observed cutoff from the first point on counts.
+    assert everything.n_train_windows == capped.n_train_windows == 3 * (48 - H - 1)
+    # The batch shrinks so that an epoch keeps 16 steps or so; three epochs each.
+    per_epoch = everything.n_train_windows
+    assert everything.steps == 3 * -(-per_epoch // -(-per_epoch // 16))
+    assert capped.steps == 3 * 10  # 20 windows in batches of 2
 
 
 # --- (c) fine-tuning ------------------------------------------------------------------
@@ -156,38 +160,65 @@ def test_finetune_starts_from_the_checkpoint_and_keeps_known_scaler_stats() -> N
     refit = fit_scaler({"a": grown.loc[grown["unique_id"] == "a", "y"].to_numpy()[:-H]}).stats["a"]
     assert refit != stats["a"]  # so keeping them was a choice, not a coincidence
     c = grown.loc[grown["unique_id"] == "c", "y"].to_numpy()
-    assert stats["c"] == fit_scaler({"c": c[:-H]}).stats["c"]  # new series: fitted, validation held out
+    # New series: fitted on its rows before the validation split, a date: c ended in 2013,
+    # long before the split (the last H months up to 2015-12), so all 40 of its points.
+    assert stats["c"] == fit_scaler({"c": c}).stats["c"]
 
 
-# --- (d) short series -------------------------------------------------------------------
+# --- (d) short series, gaps, the validation split and the fixed refit ---------------------
 
 
-def test_series_too_short_to_train_are_reported() -> None:
+def test_series_shorter_than_lookback_plus_horizon_are_trained_on() -> None:
     rng = np.random.default_rng(2)
-    y_exact = rng.normal(0, 1, L + H)
     frame = pd.concat(
         [
             series("long", rng.normal(0, 1, 60)),
-            series("exact", y_exact),  # L + H: one training window, no validation window
-            series("short", rng.normal(0, 1, L + H - 1)),
-            series("tiny", rng.normal(0, 1, 3)),
+            series("short", rng.normal(0, 1, 10), start="2014-03-01"),  # ends with long: 10 < L + H
+            series("tiny", rng.normal(0, 1, 2), start="2014-11-01"),
         ],
         ignore_index=True,
     )
     result = fit(frame, config(train={"max_epochs": 1}), FREQ)
-    assert result.skipped_series == {
-        "short": f"{L + H - 1} points, needs at least {L + H} (lookback + horizon)",
-        "tiny": f"3 points, needs at least {L + H} (lookback + horizon)",
-    }
-    assert set(result.checkpoint.scaler.stats) == {"long", "exact"}
-    # long: 60 points, last H held out -> starts 0 .. 54 - L - H; exact: start 0 only
-    assert result.n_train_windows == (60 - H - L - H + 1) + 1
-    assert result.n_val_windows == 1
-    assert result.checkpoint.scaler.stats["exact"] == fit_scaler({"e": y_exact}).stats["e"]
+    # tiny's two points lie in the validation split: nothing to learn from before it.
+    assert list(result.skipped_series) == ["tiny"]
+    assert set(result.checkpoint.scaler.stats) == {"long", "short"}
+    # Every observed cutoff with an observed target up to the split (the last H periods are
+    # validation): long 60 - H - 1, short 10 - H - 1, tiny none (its 2 points are in the split).
+    assert result.n_train_windows == (60 - H - 1) + (10 - H - 1)
+    assert result.n_val_windows == 2  # long and short are observed at the split
+    assert result.train_end == pd.Timestamp("2014-06-01") and result.data_end == pd.Timestamp("2014-12-01")
 
 
-def test_training_with_no_series_long_enough_raises() -> None:
-    frame = series("short", np.arange(L + H - 1, dtype=float))
+def test_a_series_that_starts_in_the_validation_split_is_left_out_and_reported() -> None:
+    frame = pd.concat([series("old", np.arange(48.0)), series("new", np.arange(3.0), start="2013-10-01")])
+    result = fit(frame, config(train={"max_epochs": 1}), FREQ)
+    assert list(result.skipped_series) == ["new"] and "before the validation split" in result.skipped_series["new"]
+
+
+def test_missing_periods_are_not_targets_and_not_contiguous() -> None:
+    full = sines(n_series=1, n=48)
+    gappy = full.drop(index=[20, 21, 22])  # three months missing
+    with_gap = fit(gappy, config(train={"max_epochs": 1}), FREQ)
+    complete = fit(full, config(train={"max_epochs": 1}), FREQ)
+    # The gap's three periods are neither cutoffs nor targets: three fewer windows.
+    assert with_gap.n_train_windows == complete.n_train_windows - 3
+
+
+def test_a_fixed_run_trains_on_everything_for_the_given_epochs_and_learning_rates() -> None:
+    frame = sines(n_series=3, n=48)
+    validated = fit(frame, config(train={"max_epochs": 6}), FREQ)
+    refit = fit(frame, config(train={"max_epochs": 6}), FREQ, epochs=4, lr_schedule=[1e-3, 1e-3, 5e-4, 5e-4])
+    assert len(refit.history) == 4 and refit.best_epoch == 4
+    assert [e.lr for e in refit.history] == [1e-3, 1e-3, 5e-4, 5e-4]
+    assert refit.n_val_windows == 0 and refit.train_end == refit.data_end == frame["ds"].max()
+    assert refit.n_train_windows > validated.n_train_windows  # the last H periods are training data now
+    # The scaler of the refit has seen every observation.
+    y = frame.loc[frame["unique_id"] == "s0", "y"].to_numpy()
+    assert refit.checkpoint.scaler.stats["s0"] == fit_scaler({"s0": y}).stats["s0"]
+
+
+def test_training_with_nothing_to_learn_from_raises() -> None:
+    frame = series("one", np.arange(1, dtype=float))
     with pytest.raises(ValueError, match="no series"):
         fit(frame, config(), FREQ)
 
@@ -205,16 +236,16 @@ def test_predict_gives_h_rows_per_series_after_each_last_observation(trained: Ch
         [
             sines(n_series=2, n=48),  # s0, s1: known to the model, end 2013-12-01
             series("new", np.linspace(5, 9, 20), start="2015-03-01"),  # unseen: ends 2016-10-01
-            series("short", np.ones(L - 1)),
+            series("short", np.ones(L - 1)),  # shorter than the lookback: padded, still forecast
         ],
         ignore_index=True,
     ).sample(frac=1.0, random_state=0)
     result = predict(trained, history, device="cpu")
     fc = result.frame
 
-    assert result.skipped == {"short": f"{L - 1} points, needs at least {L} (lookback)"}
+    assert result.skipped == {}
     assert list(fc.columns) == ["unique_id", "ds", "cutoff", "step", "yhat"]
-    assert fc.groupby("unique_id").size().to_dict() == {"new": H, "s0": H, "s1": H}
+    assert fc.groupby("unique_id").size().to_dict() == {"new": H, "s0": H, "s1": H, "short": H}
     last = history.groupby("unique_id")["ds"].max()
     for uid, g in fc.groupby("unique_id"):
         assert (g["cutoff"] == last[uid]).all()
@@ -224,10 +255,14 @@ def test_predict_gives_h_rows_per_series_after_each_last_observation(trained: Ch
     assert np.isfinite(fc["yhat"]).all()
 
 
-def test_predict_with_only_short_series_returns_an_empty_frame(trained: Checkpoint) -> None:
-    result = predict(trained, series("short", np.ones(3)), device="cpu")
-    assert result.frame.empty and list(result.frame.columns) == ["unique_id", "ds", "cutoff", "step", "yhat"]
-    assert set(result.skipped) == {"short"}
+def test_a_gap_at_the_end_of_the_window_is_carried_not_closed(trained: Checkpoint) -> None:
+    # Dropping a month inside the last lookback changes the input (carried value, mask 0),
+    # not the dates: the forecast still starts one month after the last observation.
+    full = sines(n_series=1, n=48)
+    gappy = full.drop(index=[45])
+    a, b = predict(trained, full, device="cpu").frame, predict(trained, gappy, device="cpu").frame
+    assert a["ds"].tolist() == b["ds"].tolist()
+    assert not np.allclose(a["yhat"], b["yhat"])
 
 
 def test_untrained_checkpoint_forecasts_seasonal_naive_in_original_units() -> None:
@@ -238,7 +273,7 @@ def test_untrained_checkpoint_forecasts_seasonal_naive_in_original_units() -> No
     cfg = config()
     scaler, cov = fit_scalers(history, ())
     torch.manual_seed(0)
-    net = LSTMForecaster(3, H, season_length=12, **cfg.model.model_dump())  # zero head: seasonal naive
+    net = LSTMForecaster(4, H, season_length=12, **cfg.model.model_dump())  # zero head: seasonal naive
     ckpt = Checkpoint(model=cfg.model, window=cfg.window, freq=FREQ, season_length=12, covariates=(),
                       scaler=scaler, cov_scalers=cov, state_dict=net.state_dict())
     fc = predict(ckpt, history, device="cpu").frame

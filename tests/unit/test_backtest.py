@@ -8,30 +8,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_pipeline.backtest import (
-    BacktestResult,
-    Forecaster,
-    backtest,
-    training_cutoff_frame,
-)
+from lstm_pipeline import grid
+from lstm_pipeline.backtest import BacktestResult, Forecaster, backtest, cutoff_dates
 from lstm_pipeline.baselines import naive, seasonal_naive
-from lstm_pipeline.forecast import future_dates
+from lstm_pipeline.metrics import mae, mase, r2, rmse, smape
 
 H, K, STEP = 4, 3, 2
 FREQ = "MS"
 
 
-def frame(series: dict[str, np.ndarray]) -> pd.DataFrame:
+def frame(series: dict[str, np.ndarray], start: dict[str, str] | None = None) -> pd.DataFrame:
     parts = [
-        pd.DataFrame({"unique_id": uid, "ds": pd.date_range("2000-01-01", periods=len(y), freq=FREQ), "y": y})
+        pd.DataFrame({"unique_id": uid, "ds": pd.date_range((start or {}).get(uid, "2000-01-01"), periods=len(y),
+                                                            freq=FREQ), "y": y})
         for uid, y in series.items()
     ]
     return pd.concat(parts, ignore_index=True)
 
 
-def trends(n_a: int = 40, n_b: int = 30) -> pd.DataFrame:
-    """Two straight lines: slope 1 (a) and slope 2 (b)."""
-    return frame({"a": np.arange(n_a, dtype=float), "b": 2.0 * np.arange(n_b, dtype=float) + 5})
+def trends(n: int = 40) -> pd.DataFrame:
+    """Two straight lines ending on the same month: slope 1 (a) and slope 2 (b)."""
+    return frame({"a": np.arange(n, dtype=float), "b": 2.0 * np.arange(n, dtype=float) + 5})
 
 
 def oracle(truth: pd.DataFrame, horizon: int = H) -> Forecaster:
@@ -41,7 +38,7 @@ def oracle(truth: pd.DataFrame, horizon: int = H) -> Forecaster:
     def forecast(history: pd.DataFrame) -> pd.DataFrame:
         parts = []
         for uid, cutoff in history.groupby("unique_id")["ds"].max().items():
-            ds = future_dates(cutoff, FREQ, horizon)
+            ds = grid.future_dates(cutoff, FREQ, horizon)
             parts.append(pd.DataFrame({"unique_id": uid, "ds": ds, "yhat": actual.loc[uid].reindex(ds).to_numpy()}))
         return pd.concat(parts, ignore_index=True)
 
@@ -52,64 +49,78 @@ def naive_fc(history: pd.DataFrame) -> pd.DataFrame:
     return naive(history, H, FREQ)
 
 
-def run(series: pd.DataFrame, forecasters: dict[str, Forecaster], season_length: int = 1, min_history: int = 1,
+def run(series: pd.DataFrame, forecasters: dict[str, Forecaster], season_length: int = 1, min_history: int = 2,
         n_windows: int = K) -> BacktestResult:
-    return backtest(series, forecasters, horizon=H, n_windows=n_windows, step=STEP,
-                    season_length=season_length, min_history=min_history)
+    cuts = cutoff_dates(series, FREQ, H, n_windows, STEP)
+    return backtest(series, forecasters, cuts, H, FREQ, season_length, min_history)
 
 
-def test_training_cutoff_frame_keeps_rows_before_the_first_cutoff() -> None:
-    series = trends(40, 30).sample(frac=1.0, random_state=0)  # order must not matter
-    kept = training_cutoff_frame(series, horizon=H, n_windows=K, step=STEP)
-    first_cut = {"a": 40 - H - (K - 1) * STEP, "b": 30 - H - (K - 1) * STEP}  # 32, 22
-    assert kept.groupby("unique_id").size().to_dict() == first_cut
-    assert kept.loc[kept["unique_id"] == "a", "y"].tolist() == list(np.arange(32.0))
-    assert kept.groupby("unique_id")["ds"].max().to_dict() == {
-        "a": pd.Timestamp("2002-08-01"), "b": pd.Timestamp("2001-10-01")  # positions 31 and 21
-    }
-    assert list(kept.index) == list(range(len(kept)))
-
-
-def test_training_rows_end_where_the_first_backtest_window_starts() -> None:
-    series = trends()
-    kept = training_cutoff_frame(series, horizon=H, n_windows=K, step=STEP)
+def test_cutoffs_are_dates_horizon_plus_steps_before_the_newest_period() -> None:
+    series = trends(40)  # 2000-01 .. 2003-04
+    assert cutoff_dates(series, FREQ, H, K, STEP) == [
+        pd.Timestamp("2002-08-01"), pd.Timestamp("2002-10-01"), pd.Timestamp("2002-12-01")]  # 8, 6, 4 months back
     result = run(series, {"naive": naive_fc})
-    first = result.predictions[result.predictions["window"] == 0]
-    assert first.groupby("unique_id")["cutoff"].first().to_dict() == kept.groupby("unique_id")["ds"].max().to_dict()
-
-
-def test_windows_cut_horizon_plus_steps_before_the_end() -> None:
-    result = run(trends(), {"naive": naive_fc})
-    cutoffs = result.predictions.groupby(["window", "unique_id"])["cutoff"].first()
-    a_dates = pd.date_range("2000-01-01", periods=40, freq=FREQ)
-    # window k cuts a at position 40 - H - (K-1-k)*STEP = 32, 34, 36: cutoff is the row before
-    assert [cutoffs[(k, "a")] for k in range(K)] == [a_dates[31], a_dates[33], a_dates[35]]
     last = result.predictions[(result.predictions["window"] == K - 1) & (result.predictions["unique_id"] == "a")]
-    assert last["ds"].tolist() == list(a_dates[36:40])  # the final window scores the last H points
+    assert last["ds"].tolist() == list(pd.date_range("2003-01-01", periods=4, freq=FREQ))
     assert last["step"].tolist() == [1, 2, 3, 4]
+
+
+def test_a_series_that_ended_early_is_scored_on_the_actuals_it_has_at_the_same_dates() -> None:
+    # b ends two months before a: its test windows are the same calendar months, cut short.
+    series = frame({"a": np.arange(40.0), "b": np.arange(38.0)})
+    result = run(series, {"naive": naive_fc})
+    p = result.predictions
+    assert set(p["cutoff"]) == set(cutoff_dates(series, FREQ, H, K, STEP))
+    for k in range(K):
+        a, b = p[(p["window"] == k) & (p["unique_id"] == "a")], p[(p["window"] == k) & (p["unique_id"] == "b")]
+        assert a["cutoff"].iloc[0] == b["cutoff"].iloc[0]
+        assert set(b["ds"]) <= set(a["ds"])
+    last_b = p[(p["window"] == K - 1) & (p["unique_id"] == "b")]
+    assert last_b["step"].tolist() == [1, 2]  # the 2 months it has
+
+
+def test_no_series_trains_on_another_series_test_window() -> None:
+    # Ragged ends: whatever each series' length, history handed over at a cutoff never
+    # reaches past that cutoff date, for any series.
+    series = frame({"a": np.arange(40.0), "b": np.arange(33.0), "c": np.arange(36.0)},
+                   start={"b": "2000-06-01", "c": "2000-03-01"})
+    seen: list[pd.Timestamp] = []
+
+    def recording(history: pd.DataFrame) -> pd.DataFrame:
+        seen.append(history["ds"].max())
+        return naive_fc(history)
+
+    run(series, {"recording": recording})
+    assert seen == cutoff_dates(series, FREQ, H, K, STEP)
+
+
+def test_series_not_observed_at_a_cutoff_sit_that_window_out() -> None:
+    series = trends(40)
+    gap = pd.Timestamp("2002-10-01")  # window 1's cutoff
+    series = series[~((series["unique_id"] == "b") & (series["ds"] == gap))]
+    result = run(series, {"naive": naive_fc})
+    members = result.predictions.groupby("window")["unique_id"].unique().map(set)
+    assert members[0] == members[2] == {"a", "b"}
+    assert members[1] == {"a"}
 
 
 def test_perfect_forecaster_scores_zero() -> None:
     rng = np.random.default_rng(0)
-    series = frame({"a": rng.normal(10, 2, 40), "b": np.cumsum(rng.normal(0, 1, 30))})
-    result = run(series, {"oracle": oracle(series)}, season_length=12)
-    summary = result.summary()
-    assert summary.loc["oracle", "mae"] == 0.0
-    assert summary.loc["oracle", "mase"] == 0.0
+    series = frame({"a": rng.normal(10, 2, 40), "b": np.cumsum(rng.normal(0, 1, 40))})
+    summary = run(series, {"oracle": oracle(series)}, season_length=12).summary()
+    assert summary.loc["oracle", "mae"] == 0.0 and summary.loc["oracle", "mase"] == 0.0
     assert summary.loc["oracle", "rmse"] == 0.0 and summary.loc["oracle", "smape"] == 0.0
     assert summary.loc["oracle", "r2"] == 1.0
-    assert result.mase("oracle") == 0.0
 
 
-def test_seasonal_naive_on_a_purely_periodic_series_scores_zero() -> None:
-    season = np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0, 8.0])
-    series = frame({"p": np.tile(season, 4), "q": np.tile(season[::-1] * 10, 3)})
-    result = run(series, {"snaive": lambda h: seasonal_naive(h, H, FREQ, 12)}, season_length=12)
-    scores = result.scores()
-    assert (scores["mae"] == 0.0).all() and (scores["rmse"] == 0.0).all() and (scores["smape"] == 0.0).all()
-    # the MASE denominator (seasonal differences of the history) is 0 too: MASE is undefined
-    assert (result.scales["scale"] == 0.0).all()
-    assert scores["mase"].isna().all()
+def test_constant_series_have_no_mase_and_do_not_enter_its_mean() -> None:
+    series = frame({"line": np.arange(40.0), "flat": np.full(40, 7.0)})
+    result = run(series, {"naive": naive_fc})
+    summary = result.summary()
+    # naive on a unit-slope line: MAE 2.5, scale 1 -> MASE 2.5; the flat series is left out
+    assert summary.loc["naive", "mase"] == pytest.approx(2.5)
+    assert summary.loc["naive", "n_unscaled"] == K
+    assert summary.loc["naive", "n_series"] == 2
 
 
 def test_all_forecasters_are_scored_on_identical_windows() -> None:
@@ -122,33 +133,28 @@ def test_all_forecasters_are_scored_on_identical_windows() -> None:
     }
     assert keys["naive"] == keys["snaive"] == keys["oracle"]
     assert len(keys["naive"]) == K * 2 * H
-    # and against the same actuals
-    y = result.predictions.pivot_table(index=["window", "unique_id", "ds"], columns="model", values="y")
-    assert (y["naive"] == y["oracle"]).all() and (y["snaive"] == y["oracle"]).all()
 
 
 def test_series_with_too_little_history_sit_out_a_window_for_every_forecaster() -> None:
-    series = trends(40, 30)
+    series = frame({"a": np.arange(40.0), "b": np.arange(26.0)}, start={"b": "2001-03-01"})
     seen: list[set[str]] = []
 
     def recording(history: pd.DataFrame) -> pd.DataFrame:
         seen.append(set(history["unique_id"]))
         return naive_fc(history)
 
-    # b's cutoffs are at positions 22, 24, 26: with min_history 24 it misses window 0 only
-    result = run(series, {"naive": naive_fc, "recording": recording}, min_history=24)
+    # b has 18, 20, 22 observations up to the three cutoffs: min_history 20 drops it from window 0
+    result = run(series, {"naive": naive_fc, "recording": recording}, min_history=20)
     members = result.predictions.groupby(["model", "window"])["unique_id"].unique().map(set)
     for model in ("naive", "recording"):
         assert members[(model, 0)] == {"a"}
         assert members[(model, 1)] == members[(model, 2)] == {"a", "b"}
-    assert seen == [{"a"}, {"a", "b"}, {"a", "b"}]  # never even shown the short series
-    assert set(result.scales.loc[result.scales["window"] == 0, "unique_id"]) == {"a"}
-    assert result.summary().loc["naive", "n_series"] == 2
+    assert seen == [{"a"}, {"a", "b"}, {"a", "b"}]
 
 
 def test_no_series_long_enough_raises() -> None:
-    with pytest.raises(ValueError, match="long enough"):
-        run(trends(40, 30), {"naive": naive_fc}, min_history=100)
+    with pytest.raises(ValueError, match="no series can be backtested"):
+        run(trends(40), {"naive": naive_fc}, min_history=100)
 
 
 def test_forecaster_that_omits_a_series_raises() -> None:
@@ -160,39 +166,37 @@ def test_forecaster_that_omits_a_series_raises() -> None:
         run(trends(), {"naive": naive_fc, "forgetful": forgetful})
 
 
-def test_scale_is_the_in_sample_seasonal_difference_of_each_window_history() -> None:
-    result = run(trends(), {"naive": naive_fc}, season_length=1)
-    scale = result.scales.set_index(["window", "unique_id"])["scale"]
-    assert len(scale) == K * 2
-    assert (scale.xs("a", level="unique_id") == 1.0).all()  # slope 1
-    assert (scale.xs("b", level="unique_id") == 2.0).all()  # slope 2
-
-
 def test_summary_of_naive_on_straight_lines() -> None:
-    # Naive misses a line with slope s by s * step: MAE per window is s * mean(1..4) = 2.5 s,
-    # MASE (scale s) is 2.5 for both series; R2 = 1 - sum(step^2) / sum((step - 2.5)^2) = 1 - 30/5.
+    # Naive misses a line with slope s by s * step: MAE per window 2.5 s, MASE 2.5 for both,
+    # R2 = 1 - sum(step^2) / sum((step - 2.5)^2) = 1 - 30/5.
     series = trends()
-    result = run(series, {"naive": naive_fc, "oracle": oracle(series)}, season_length=1)
-    summary = result.summary()
-    assert list(summary.index) == ["naive", "oracle"]
-    assert list(summary.columns) == ["mae", "rmse", "smape", "mase", "r2", "mase_median", "n_series", "n_windows"]
+    summary = run(series, {"naive": naive_fc, "oracle": oracle(series)}, season_length=1).summary()
     naive_row = summary.loc["naive"]
     assert naive_row["mae"] == pytest.approx((2.5 + 5.0) / 2)
-    assert naive_row["rmse"] == pytest.approx((math.sqrt(7.5) + math.sqrt(30.0)) / 2)  # sqrt(mean(s^2 k^2))
+    assert naive_row["rmse"] == pytest.approx((math.sqrt(7.5) + math.sqrt(30.0)) / 2)
     assert naive_row["mase"] == pytest.approx(2.5) and naive_row["mase_median"] == pytest.approx(2.5)
     assert naive_row["r2"] == pytest.approx(-5.0)
     assert naive_row["n_series"] == 2 and naive_row["n_windows"] == K
-    assert summary.loc["oracle", "mase"] == 0.0
-    assert len(result.scores()) == 2 * K * 2  # models x windows x series
+
+
+def test_scores_agree_with_the_scalar_metric_functions() -> None:
+    rng = np.random.default_rng(3)
+    series = frame({"a": rng.normal(50, 5, 40), "b": np.cumsum(rng.normal(1, 2, 40)) + 20})
+    result = run(series, {"naive": naive_fc}, season_length=3)
+    scores = result.scores().set_index(["window", "unique_id"])
+    scale = result.scales.set_index(["window", "unique_id"])["scale"]
+    for (k, uid), g in result.predictions.groupby(["window", "unique_id"]):
+        y, yhat = g["y"].to_numpy(), g["yhat"].to_numpy()
+        row = scores.loc[(k, uid)]
+        assert row["mae"] == pytest.approx(mae(y, yhat)) and row["rmse"] == pytest.approx(rmse(y, yhat))
+        assert row["smape"] == pytest.approx(smape(y, yhat)) and row["r2"] == pytest.approx(r2(y, yhat))
+        assert row["mase"] == pytest.approx(mase(y, yhat, scale[(k, uid)]))
 
 
 def test_by_step_of_naive_on_straight_lines() -> None:
     series = trends()
-    result = run(series, {"naive": naive_fc, "oracle": oracle(series)}, season_length=1)
-    table = result.by_step()
-    assert table.shape == (2 * H, 2)
-    assert list(table.columns) == ["mae", "mase"]
+    table = run(series, {"naive": naive_fc, "oracle": oracle(series)}, season_length=1).by_step()
     steps = np.arange(1, H + 1, dtype=float)
-    np.testing.assert_allclose(table.loc["naive", "mae"].to_numpy(), 1.5 * steps)  # mean of 1*k and 2*k
+    np.testing.assert_allclose(table.loc["naive", "mae"].to_numpy(), 1.5 * steps)
     np.testing.assert_allclose(table.loc["naive", "mase"].to_numpy(), steps)
     assert (table.loc["oracle"] == 0.0).all().all()

@@ -69,3 +69,12 @@ def test_daily_frequency_dates() -> None:
     fc = seasonal_naive(history, horizon=8, freq="D", season_length=7)
     assert fc["ds"].tolist() == list(pd.date_range("2024-01-11", periods=8, freq="D"))
     assert fc["yhat"].tolist() == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 3.0]
+
+
+def test_a_gap_is_not_treated_as_contiguous() -> None:
+    # 13 months with March 2020 missing: the last season is Feb 2020 .. Jan 2021, with
+    # March carried over from February, so the forecast for March 2021 is February's value.
+    history = monthly("g", np.arange(1.0, 14.0)).drop(index=2)
+    fc = seasonal_naive(history, horizon=3, freq="MS", season_length=12)
+    assert fc["ds"].tolist() == list(pd.to_datetime(["2021-02-01", "2021-03-01", "2021-04-01"]))
+    assert fc["yhat"].tolist() == [2.0, 2.0, 4.0]

@@ -1,4 +1,4 @@
-"""Point metrics against values worked out by hand."""
+"""Point metrics against values worked out by hand (the MASE scale: tests/unit/test_seasonal.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lstm_pipeline.metrics import mae, mase, mase_scale, r2, rmse, smape
+from lstm_pipeline.metrics import mae, mase, r2, rmse, smape
 
 Y = np.array([1.0, 2.0, 3.0])
 YHAT = np.array([2.0, 2.0, 5.0])  # errors 1, 0, 2
@@ -45,34 +45,6 @@ def test_smape_is_bounded_by_0_and_200() -> None:
     rng = np.random.default_rng(0)
     value = smape(rng.normal(size=1000), rng.normal(size=1000))
     assert 0.0 <= value <= 200.0
-
-
-def test_mase_scale_is_the_mean_seasonal_difference() -> None:
-    history = np.array([1.0, 2.0, 4.0, 7.0, 11.0])
-    # m=2: |4-1|, |7-2|, |11-4| -> 3, 5, 7
-    assert mase_scale(history, 2) == 5.0
-    # m=1: 1, 2, 3, 4
-    assert mase_scale(history, 1) == 2.5
-
-
-def test_mase_scale_uses_the_season_as_soon_as_history_is_longer_than_it() -> None:
-    # 5 points, m=4: one seasonal difference |10 - 1|
-    assert mase_scale([1.0, 2.0, 3.0, 4.0, 10.0], 4) == 9.0
-
-
-@pytest.mark.parametrize("season_length", [3, 5, 12])
-def test_mase_scale_falls_back_to_naive_when_history_is_not_longer_than_a_season(season_length: int) -> None:
-    # |3-1|, |6-3| -> 2.5, the naive (m=1) scale
-    assert mase_scale([1.0, 3.0, 6.0], season_length) == 2.5
-
-
-@pytest.mark.parametrize("history", [[], [4.0]])
-def test_mase_scale_is_nan_when_history_is_too_short(history: list[float]) -> None:
-    assert math.isnan(mase_scale(np.array(history), 12))
-
-
-def test_mase_scale_of_a_constant_history_is_zero() -> None:
-    assert mase_scale(np.full(30, 3.0), 12) == 0.0
 
 
 def test_mase_divides_mae_by_the_scale() -> None:

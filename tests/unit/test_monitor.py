@@ -11,7 +11,7 @@ from lstm_pipeline.monitor import ACCURACY_COLUMNS, live_accuracy, realised_erro
 
 M = pd.Timestamp  # shorthand for month starts
 
-# A: diffs 2, 3, 4, 5, 6 -> naive scale 3 up to 2020-04, 3.5 up to 2020-05. B: constant -> scale 0.
+# A: diffs 2, 3, 4, 5, 6 -> naive scale 3 up to 2020-04, 3.5 up to 2020-05. B: constant -> no scale.
 SERIES = pd.DataFrame({
     "unique_id": ["A"] * 6 + ["B"] * 5,
     "ds": list(pd.date_range("2020-01-01", periods=6, freq="MS")) + list(pd.date_range("2020-01-01", periods=5, freq="MS")),
@@ -30,7 +30,7 @@ FORECASTS = pd.DataFrame({
 
 
 def test_only_forecast_rows_with_an_actual_are_realised() -> None:
-    errors = realised_errors(FORECASTS, SERIES, season_length=1)
+    errors = realised_errors(FORECASTS, SERIES, "MS", season_length=1)
 
     assert list(errors.columns) == ACCURACY_COLUMNS
     # A 2020-07 has no actual yet and series C has none at all: both wait.
@@ -42,7 +42,7 @@ def test_only_forecast_rows_with_an_actual_are_realised() -> None:
 
 
 def test_errors_are_absolute_and_scaled_by_the_history_before_the_cutoff() -> None:
-    errors = realised_errors(FORECASTS, SERIES, season_length=1)
+    errors = realised_errors(FORECASTS, SERIES, "MS", season_length=1)
 
     assert errors["abs_error"].tolist() == pytest.approx([3.0, 1.0, 2.0, 0.7])
     assert errors["scale"].tolist()[:2] == [3.0, 3.0]  # A up to 2020-04: |2|, |3|, |4|
@@ -50,7 +50,7 @@ def test_errors_are_absolute_and_scaled_by_the_history_before_the_cutoff() -> No
     assert errors["scaled_error"].iloc[:2].tolist() == pytest.approx([1.0, 1 / 3])
     assert errors["scaled_error"].iloc[3] == pytest.approx(0.2)
     # B is constant: no scale, so no scaled error (missing, not infinite).
-    assert errors["scale"].iloc[2] == 0.0
+    assert math.isnan(errors["scale"].iloc[2])
     assert math.isnan(errors["scaled_error"].iloc[2])
 
 
@@ -61,7 +61,7 @@ def test_the_scale_uses_the_season_length_when_the_history_is_long_enough() -> N
         "unique_id": ["S"], "cutoff": [ds[5]], "ds": [ds[6]], "step": [1], "yhat": [18.0], "model_version": ["1"],
     })
 
-    errors = realised_errors(forecast, series, season_length=2)
+    errors = realised_errors(forecast, series, "MS", season_length=2)
 
     # history 1, 2, 4, 7, 11, 16: lag-2 differences 3, 5, 7, 9 -> scale 6; |20 - 18| / 6
     assert errors["scale"].tolist() == [6.0]
@@ -72,17 +72,17 @@ def test_timestamps_of_different_resolutions_still_join() -> None:
     forecasts = FORECASTS.assign(ds=FORECASTS["ds"].astype("datetime64[ns]"),
                                  cutoff=FORECASTS["cutoff"].astype("datetime64[s]"))
 
-    assert len(realised_errors(forecasts, SERIES, season_length=1)) == 4
+    assert len(realised_errors(forecasts, SERIES, "MS", season_length=1)) == 4
 
 
 def test_nothing_is_realised_without_forecasts_or_actuals() -> None:
-    assert realised_errors(FORECASTS.iloc[:0], SERIES, 1).empty
-    assert realised_errors(FORECASTS, SERIES.iloc[:0], 1).empty
-    assert list(realised_errors(FORECASTS.iloc[:0], SERIES, 1).columns) == ACCURACY_COLUMNS
+    assert realised_errors(FORECASTS.iloc[:0], SERIES, "MS", 1).empty
+    assert realised_errors(FORECASTS, SERIES.iloc[:0], "MS", 1).empty
+    assert list(realised_errors(FORECASTS.iloc[:0], SERIES, "MS", 1).columns) == ACCURACY_COLUMNS
 
 
 def test_live_accuracy_averages_each_forecast_first_then_over_forecasts() -> None:
-    live = live_accuracy(realised_errors(FORECASTS, SERIES, season_length=1))
+    live = live_accuracy(realised_errors(FORECASTS, SERIES, "MS", season_length=1))
 
     assert live.loc["1", "n_forecasts"] == 2  # (A, 2020-04) and (B, 2020-04)
     assert live.loc["1", "n_points"] == 3
@@ -93,7 +93,7 @@ def test_live_accuracy_averages_each_forecast_first_then_over_forecasts() -> Non
 
 
 def test_live_accuracy_by_version_and_horizon_step() -> None:
-    errors = realised_errors(FORECASTS, SERIES, season_length=1)
+    errors = realised_errors(FORECASTS, SERIES, "MS", season_length=1)
 
     live = live_accuracy(errors, by=["model_version", "step"])
 
@@ -103,7 +103,7 @@ def test_live_accuracy_by_version_and_horizon_step() -> None:
 
 
 def test_live_accuracy_by_version_and_cutoff() -> None:
-    errors = realised_errors(FORECASTS, SERIES, season_length=1)
+    errors = realised_errors(FORECASTS, SERIES, "MS", season_length=1)
 
     live = live_accuracy(errors, by=["model_version", "cutoff"])
 

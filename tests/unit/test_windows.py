@@ -1,137 +1,96 @@
-"""Panel layout, window start indices, gathering and calendar features, by exact index."""
+"""Windows over the panel: cutoffs, limits, the mask, padding and gathering, by exact index."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import pytest
 import torch
 
-from lstm_pipeline.windows import Panel, calendar_features, gather, window_starts
+from lstm_pipeline.windows import MASK, TARGET, Panel, Windows, gather, windows
 
 L, H = 3, 2
 
 
-def panel_of(*lengths: int, n_features: int = 2) -> Panel:
-    """Series i holds rows whose feature 0 is 1000*i + local position (easy to read back)."""
-    arrays = []
+def panel_of(*lengths: int, pad: int = 0, missing: dict[int, list[int]] | None = None) -> Panel:
+    """Series i: ``pad`` masked rows, then ``lengths[i]`` rows whose target is 1000*i + t."""
+    arrays, offsets = [], []
     for i, n in enumerate(lengths):
-        t = np.arange(n, dtype=np.float64)
-        arrays.append(np.stack([1000 * i + t] + [-(t + k) for k in range(1, n_features)], axis=1))
-    return Panel.from_arrays([f"s{i}" for i in range(len(lengths))], arrays)
+        t = np.arange(pad + n, dtype=np.float64)
+        mask = (t >= pad).astype(np.float64)
+        for local in (missing or {}).get(i, []):
+            mask[pad + local] = 0.0
+        arrays.append(np.stack([1000 * i + t, mask], axis=1))
+        offsets.append(sum(len(a) for a in arrays[:-1]))
+    values = np.concatenate(arrays).astype(np.float32)
+    lengths_ = np.array([len(a) for a in arrays], dtype=np.int64)
+    return Panel(tuple(f"s{i}" for i in range(len(lengths))), values, np.array(offsets, np.int64), lengths_,
+                 np.zeros(len(lengths), np.int64), pad)
 
 
-def test_from_arrays_offsets_lengths_and_values() -> None:
+def cutoffs(panel: Panel, found: Windows) -> list[tuple[int, int, int]]:
+    """(series, local cutoff row, limit) of each window."""
+    out = []
+    for start, limit in zip(found.starts.tolist(), found.limits.tolist()):
+        cut = start + L - 1
+        series = int(np.searchsorted(panel.offsets, cut, side="right") - 1)
+        out.append((series, cut - int(panel.offsets[series]), limit))
+    return out
+
+
+def test_every_observed_cutoff_with_a_target_makes_a_window_with_its_limit() -> None:
+    panel = panel_of(6)
+    found = windows(panel, L, H, last_target=panel.lengths - 1)
+    # cutoffs 2..4 (first needs L rows of input; last needs one target); near the end the limit shrinks
+    assert cutoffs(panel, found) == [(0, 2, 2), (0, 3, 2), (0, 4, 1)]
+
+
+def test_last_target_bounds_the_targets_a_window_may_score() -> None:
     panel = panel_of(10, 7)
-    assert panel.ids == ("s0", "s1")
-    np.testing.assert_array_equal(panel.offsets, [0, 10])
-    np.testing.assert_array_equal(panel.lengths, [10, 7])
-    assert panel.values.shape == (17, 2) and panel.values.dtype == np.float32
-    assert panel.offsets.dtype == np.int64 and panel.lengths.dtype == np.int64
-    # series 1 starts at its offset
-    np.testing.assert_array_equal(panel.values[10:17, 0], 1000 + np.arange(7))
+    found = windows(panel, L, H, last_target=np.array([5, 6]))
+    assert cutoffs(panel, found) == [(0, 2, 2), (0, 3, 2), (0, 4, 1), (1, 2, 2), (1, 3, 2), (1, 4, 2), (1, 5, 1)]
 
 
-def test_from_arrays_with_no_series_is_empty() -> None:
-    panel = Panel.from_arrays([], [])
-    assert panel.ids == () and panel.values.shape == (0, 1)
-    assert len(panel.lengths) == 0
-    assert window_starts(panel, L, H, target_end=panel.lengths).shape == (0,)
-
-
-def test_window_starts_up_to_target_end() -> None:
+def test_validation_window_sits_exactly_at_the_split() -> None:
     panel = panel_of(10, 7)
-    # s0: targets < 8 -> t + L + H - 1 <= 7 -> t <= 3; s1: t <= 7 - 5 = 2 (global 10 + t)
-    starts = window_starts(panel, L, H, target_end=np.array([8, 7]))
-    np.testing.assert_array_equal(starts, [0, 1, 2, 3, 10, 11, 12])
-    assert starts.dtype == np.int64
+    split = np.array([7, 4])
+    val = windows(panel, L, H, last_target=panel.lengths - 1, first_cutoff=split, last_cutoff=split)
+    assert cutoffs(panel, val) == [(0, 7, 2), (1, 4, 2)]
+    train = windows(panel, L, H, last_target=split)
+    assert max(c + lim for s, c, lim in cutoffs(panel, train) if s == 0) == 7  # no target beyond the split
 
 
-def test_window_starts_target_end_is_clipped_to_the_series() -> None:
+def test_padding_lets_a_short_series_make_windows() -> None:
+    panel = panel_of(3, pad=L - 1)  # 3 observations, shorter than L + H
+    found = windows(panel, L, H, last_target=panel.lengths - 1)
+    # local rows: 0, 1 pad; observations at 2, 3, 4: cutoffs 2 (first obs) and 3
+    assert cutoffs(panel, found) == [(0, 2, 2), (0, 3, 1)]
+    x, y, w = gather(torch.from_numpy(panel.values), found, L, H)
+    assert x[0, :, MASK].tolist() == [0.0, 0.0, 1.0]  # two padding steps, then the first observation
+    assert w.tolist() == [[1.0, 1.0], [1.0, 0.0]]
+
+
+def test_unobserved_cutoffs_and_unobserved_targets_are_not_windows() -> None:
+    panel = panel_of(8, missing={0: [3, 6, 7]})  # rows 3, 6, 7 missing
+    found = windows(panel, L, H, last_target=panel.lengths - 1)
+    # cutoff 3 missing; cutoff 5's targets 6, 7 both missing; cutoffs 6, 7 missing
+    assert cutoffs(panel, found) == [(0, 2, 2), (0, 4, 2)]
+    x, y, w = gather(torch.from_numpy(panel.values), found, L, H)
+    assert w.tolist() == [[0.0, 1.0], [1.0, 0.0]]  # target row 3 missing; target row 6 missing
+
+
+def test_gather_returns_exact_panel_slices_and_targets() -> None:
     panel = panel_of(10, 7)
-    starts = window_starts(panel, L, H, target_end=np.array([99, 99]))
-    np.testing.assert_array_equal(starts, [0, 1, 2, 3, 4, 5, 10, 11, 12])
-
-
-def test_window_starts_between_target_begin_and_end() -> None:
-    panel = panel_of(10, 7)
-    # s0: targets in [7, 10): t in 4..5 (t=4 predicts 7..8, t=5 predicts 8..9; t=3 would predict 6)
-    # s1: targets in [5, 7): t = 2 only (predicts 5..6)
-    starts = window_starts(panel, L, H, target_end=np.array([10, 7]), target_begin=np.array([7, 5]))
-    np.testing.assert_array_equal(starts, [4, 5, 12])
-
-
-def test_window_at_local_t_predicts_t_plus_lookback_onwards() -> None:
-    panel = panel_of(10, 7)
-    begin, end = np.array([7, 5]), np.array([10, 7])
-    starts = window_starts(panel, L, H, target_end=end, target_begin=begin)
-    for s in starts:
-        series = int(np.searchsorted(panel.offsets, s, side="right") - 1)
-        t = int(s - panel.offsets[series])
-        first_target, last_target = t + L, t + L + H - 1
-        assert begin[series] <= first_target and last_target < end[series]
-
-
-def test_train_and_validation_windows_split_at_target_begin_without_overlap() -> None:
-    panel = panel_of(10, 7)
-    val_begin = panel.lengths - H  # [8, 5]
-    train = window_starts(panel, L, H, target_end=val_begin)
-    val = window_starts(panel, L, H, target_end=panel.lengths, target_begin=val_begin)
-    # train: every target before val_begin (s0 t <= 3, s1 t <= 0); val: exactly the last H targets
-    np.testing.assert_array_equal(train, [0, 1, 2, 3, 10])
-    np.testing.assert_array_equal(val, [5, 12])
-    # windows whose targets straddle val_begin (s0 t = 4, s1 t = 1) belong to neither split
-    every = window_starts(panel, L, H, target_end=panel.lengths)
-    np.testing.assert_array_equal(np.setdiff1d(every, np.concatenate([train, val])), [4, 11])
-
-
-def test_window_starts_skips_series_without_a_whole_window() -> None:
-    panel = panel_of(4, 6)  # s0 has 4 < L + H = 5 points
-    starts = window_starts(panel, L, H, target_end=panel.lengths)
-    np.testing.assert_array_equal(starts, [4 + 0, 4 + 1])
-    none = window_starts(panel, L, H, target_end=np.array([2, 2]))
-    assert none.shape == (0,) and none.dtype == np.int64
-
-
-def test_gather_returns_exact_panel_slices() -> None:
-    panel = panel_of(10, 7, n_features=3)
     values = torch.from_numpy(panel.values)
-    starts = torch.tensor([0, 4, 12])
-    x, y = gather(values, starts, L, H)
-    assert x.shape == (3, L, 3) and y.shape == (3, H)
-    for b, s in enumerate(starts.tolist()):
-        assert torch.equal(x[b], values[s : s + L])
-        assert torch.equal(y[b], values[s + L : s + L + H, 0])
-    # readable: window at global 12 is s1, local 2: inputs 1002..1004, targets 1005..1006
-    assert x[2, :, 0].tolist() == [1002.0, 1003.0, 1004.0]
-    assert y[2].tolist() == [1005.0, 1006.0]
+    found = windows(panel, L, H, last_target=panel.lengths - 1)
+    x, y, w = gather(values, found, L, H)
+    assert x.shape == (len(found), L, 2) and y.shape == (len(found), H) and w.shape == (len(found), H)
+    for b, start in enumerate(found.starts.tolist()):
+        assert torch.equal(x[b], values[start : start + L])
+    # the window with cutoff s1 local 4 reads 1002..1004 and predicts 1005, 1006
+    b = cutoffs(panel, found).index((1, 4, 2))
+    assert x[b, :, TARGET].tolist() == [1002.0, 1003.0, 1004.0] and y[b].tolist() == [1005.0, 1006.0]
 
 
-def test_calendar_features_monthly_are_sin_cos_of_the_month() -> None:
-    ds = pd.date_range("2021-01-01", periods=12, freq="MS")
-    cal = calendar_features(ds, 12)
-    assert cal.shape == (12, 2) and cal.dtype == np.float32
-    assert cal[0].tolist() == [0.0, 1.0]  # January -> (0, 1)
-    np.testing.assert_allclose(cal[3], [1.0, 0.0], atol=1e-6)  # April: a quarter turn
-    np.testing.assert_allclose(cal[6], [0.0, -1.0], atol=1e-6)  # July: half a turn
-    angle = 2 * np.pi * np.arange(12) / 12
-    np.testing.assert_allclose(cal, np.stack([np.sin(angle), np.cos(angle)], 1), atol=1e-6)
-
-
-def test_calendar_features_depend_on_the_timestamp_not_the_position() -> None:
-    march_first = calendar_features(pd.date_range("2021-03-01", periods=3, freq="MS"), 12)
-    whole_year = calendar_features(pd.Series(pd.date_range("2020-01-01", periods=15, freq="MS")), 12)
-    np.testing.assert_array_equal(march_first, whole_year[2:5])
-    np.testing.assert_array_equal(whole_year[12:15], whole_year[0:3])  # same months a year on
-
-
-def test_calendar_features_daily_start_on_monday() -> None:
-    cal = calendar_features(pd.DatetimeIndex(["2024-01-01", "2024-01-03"]), 7)  # Monday, Wednesday
-    assert cal[0].tolist() == [0.0, 1.0]
-    np.testing.assert_allclose(cal[1], [np.sin(4 * np.pi / 7), np.cos(4 * np.pi / 7)], atol=1e-6)
-
-
-@pytest.mark.parametrize("season_length", [0, 1])
-def test_no_calendar_features_without_a_season(season_length: int) -> None:
-    cal = calendar_features(pd.date_range("2021-01-01", periods=5, freq="MS"), season_length)
-    assert cal.shape == (5, 0)
+def test_no_windows_when_nothing_qualifies() -> None:
+    panel = panel_of(2)
+    found = windows(panel, L, H, last_target=panel.lengths - 1)
+    assert len(found) == 0 and found.starts.dtype == np.int64
