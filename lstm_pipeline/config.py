@@ -16,10 +16,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lstm_pipeline.errors import ConfigError
+
 __all__ = [
     "ENV_PREFIX",
     "BacktestConfig",
     "DataConfig",
+    "ForecastConfig",
     "LakeConfig",
     "ModelConfig",
     "PipelineConfig",
@@ -73,6 +76,8 @@ class DataConfig(_Section):
 class WindowConfig(_Section):
     lookback: int = Field(24, ge=1)
     horizon: int = Field(12, ge=1)
+    # Input lengths of the ensemble's members, in turn (empty: every member uses lookback).
+    lookbacks: tuple[int, ...] = ()
 
 
 class ModelConfig(_Section):
@@ -84,6 +89,7 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     bidirectional: bool = False
     proj_size: int = Field(0, ge=0)
+    window_scale: bool = True
 
     @model_validator(mode="after")
     def _proj_below_hidden(self) -> ModelConfig:
@@ -118,10 +124,13 @@ class TrainConfig(_Section):
 
 
 class BacktestConfig(_Section):
-    """Rolling-origin evaluation over the last ``n_windows`` cutoffs, ``step`` apart."""
+    """Rolling-origin evaluation over the last ``n_windows`` cutoff dates, ``step`` periods apart."""
 
     n_windows: int = Field(3, ge=1)
-    step: int = Field(12, ge=1)
+    # None: the horizon (windows side by side, each period scored once).
+    step: int | None = Field(None, ge=1)
+    # Observations a series needs up to a cutoff to be scored there (None: season + 1, at least 3).
+    min_history: int | None = Field(None, ge=2)
     # AutoETS and Theta on the same windows, when the optional statsforecast is installed.
     statistical_baselines: bool = True
 
@@ -133,6 +142,21 @@ class RegistryConfig(_Section):
     tracking_uri: str | None = None
     # A challenger must beat the champion's MASE by this relative margin (0.02 = 2 %).
     promotion_margin: float = Field(0.0, ge=0)
+    # The most seconds one run spends waiting on MLflow (retries and their timeouts) before
+    # the step that needs it fails; each request times out after request_timeout_s.
+    max_wait_s: float = Field(120.0, gt=0)
+    request_timeout_s: float = Field(30.0, gt=0)
+    # Local copies of loaded models, served when MLflow is unreachable (None: beside a
+    # local lake, else ~/.cache/lstm-pipeline).
+    cache_dir: str | None = None
+
+
+class ForecastConfig(_Section):
+    """What the scheduled forecast covers."""
+
+    # Series whose last observation lies more than this many periods behind the lake's
+    # newest are stale: listed, not forecast again (None: two seasons, at least 2).
+    max_staleness: int | None = Field(None, ge=0)
 
 
 class PolicyConfig(_Section):
@@ -152,6 +176,7 @@ class PipelineConfig(_Section):
     backtest: BacktestConfig = BacktestConfig()
     registry: RegistryConfig = RegistryConfig()
     policy: PolicyConfig = PolicyConfig()
+    forecast: ForecastConfig = ForecastConfig()
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> PipelineConfig:
         """A validated copy with nested ``{"section": {"field": value}}`` overrides."""
@@ -170,7 +195,7 @@ def load_config(
 
         loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
         values = _deep_merge(values, loaded)
     values = _deep_merge(values, _env_values(os.environ if environ is None else environ))
     values = _deep_merge(values, overrides or {})

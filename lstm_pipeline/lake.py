@@ -12,6 +12,7 @@ Tables (one folder each under the root):
 * ``quarantine``  key (batch_id, row): rejected input rows with their reason.
 * ``batches``     key content_hash: one row per ingested source file, with its ``freq``.
 * ``forecasts``, ``accuracy``: written by forecast and monitor.
+* ``runs``        key (run_id, stage): what each pipeline run's stages did (``lstm_pipeline.runs``).
 
 On S3 (``s3://`` roots; credentials and endpoint from the usual ``AWS_*`` variables or
 ``storage_options``) each commit is a conditional write of the next log entry
@@ -42,6 +43,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from lstm_pipeline.config import LakeConfig
+from lstm_pipeline.errors import PipelineError
 
 __all__ = [
     "ACCURACY",
@@ -49,14 +51,15 @@ __all__ = [
     "FORECASTS",
     "LINEAGE_COLUMNS",
     "QUARANTINE",
+    "RUNS",
     "SERIES",
     "Lake",
     "LakeError",
     "WriteResult",
 ]
 
-SERIES, QUARANTINE, BATCHES, FORECASTS, ACCURACY = (
-    "series", "quarantine", "batches", "forecasts", "accuracy",
+SERIES, QUARANTINE, BATCHES, FORECASTS, ACCURACY, RUNS = (
+    "series", "quarantine", "batches", "forecasts", "accuracy", "runs",
 )
 # Written by ingest on every series row; dropped by ``read_series``.
 LINEAGE_COLUMNS = ("batch_id", "ingested_at")
@@ -70,7 +73,7 @@ _BACKOFF_S = 0.05
 _S3_SCHEMES = ("s3://", "s3a://")
 
 
-class LakeError(Exception):
+class LakeError(PipelineError):
     """A table could not be read or written; the message names the table."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -25,7 +26,11 @@ Action = Literal["retrain", "finetune", "skip"]
 
 @dataclass(frozen=True)
 class ChampionFacts:
-    """What the policy needs to know about the current champion (from its registry tags)."""
+    """What the policy needs to know about the current champion (from its registry tags).
+
+    ``trained_at`` is the time of its last *full retrain*: a fine-tune keeps its parent's,
+    so a chain of fine-tunes cannot postpone the periodic retrain forever.
+    """
 
     version: str
     trained_at: datetime
@@ -48,7 +53,8 @@ class Promotion:
 
 
 def model_config_hash(cfg: PipelineConfig, freq: str | None = None) -> str:
-    """Hash of the settings that change what the model *is* (not how long it trains).
+    """Hash of the settings that change what the model *is* or how it is judged (not how
+    long it trains): its shape and inputs, its loss, its ensemble, and the backtest.
 
     The season length is taken resolved (configured, else from ``freq``): it fixes the
     model's calendar inputs and its seasonal-naive base.
@@ -60,6 +66,9 @@ def model_config_hash(cfg: PipelineConfig, freq: str | None = None) -> str:
         "window": cfg.window.model_dump(),
         "covariates": list(cfg.data.covariates),
         "loss": cfg.train.loss,
+        "loss_weighting": cfg.train.loss_weighting,
+        "ensemble": cfg.train.ensemble,
+        "backtest": cfg.backtest.model_dump(),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -72,6 +81,7 @@ def choose_training(
     policy: PolicyConfig,
     now: datetime,
     latest: ChampionFacts | None = None,
+    why_no_champion: str | None = None,
 ) -> TrainingDecision:
     """Retrain, fine-tune or skip; ``requested`` other than ``auto`` is obeyed when possible.
 
@@ -79,8 +89,17 @@ def choose_training(
     and was trained on this very data with this configuration, training again would only
     repeat it: the scheduled run skips until new data or a new configuration arrives.
     """
+    repeat = (
+        latest is not None and (champion is None or latest.version != champion.version)
+        and latest.data_version == data_version and latest.config_hash == config_hash
+    )
     if champion is None:
-        why = "no champion yet"
+        if requested == "auto" and repeat and why_no_champion is None:
+            assert latest is not None
+            return TrainingDecision(
+                "skip", f"v{latest.version} was already trained on series table v{data_version} and not promoted"
+            )
+        why = why_no_champion or "no champion yet"
         return TrainingDecision("retrain", why if requested != "finetune" else f"{why}: cannot fine-tune, retraining")
     if requested == "retrain":
         return TrainingDecision("retrain", "retrain requested")
@@ -88,16 +107,16 @@ def choose_training(
         return TrainingDecision("retrain", "model configuration changed since the champion was trained")
     if requested == "finetune":
         return TrainingDecision("finetune", "fine-tune requested")
-    if (
-        latest is not None and latest.version != champion.version
-        and latest.data_version == data_version and latest.config_hash == config_hash
-    ):
+    if repeat:
+        assert latest is not None
         return TrainingDecision(
             "skip", f"v{latest.version} was already trained on series table v{data_version} and not promoted"
         )
     age = now - champion.trained_at
     if age > timedelta(days=policy.max_champion_age_days):
-        return TrainingDecision("retrain", f"champion is {age.days} days old (limit {policy.max_champion_age_days:g})")
+        return TrainingDecision(
+            "retrain", f"the champion's last full retrain was {age.days} days ago (limit {policy.max_champion_age_days:g})"
+        )
     if champion.live_mase is not None and champion.live_mase > policy.degradation_ratio * champion.backtest_mase:
         return TrainingDecision(
             "retrain",
@@ -113,31 +132,39 @@ def choose_training(
 
 def decide_promotion(
     candidate_mase: float,
-    baseline_mase: float,
+    baselines: Mapping[str, float],
     champion_mase: float | None,
     margin: float,
     diverged: bool,
+    champion_version: str | None = None,
 ) -> Promotion:
-    """Champion only if the candidate beats seasonal naive and the champion (by ``margin``).
+    """Champion only if the candidate beats seasonal naive and the current champion.
 
-    All three MASE values come from the same backtest windows.
+    The current champion is the LSTM champion (``champion_mase``, to beat by ``margin``)
+    or, while there is none (or it could not be compared), the best baseline, whose
+    forecasts are served meanwhile. Every MASE comes from the same backtest windows.
     """
     if diverged or not math.isfinite(candidate_mase):
         return Promotion(False, "training diverged (non-finite or exploding loss)")
-    if not math.isfinite(baseline_mase) or (champion_mase is not None and not math.isfinite(champion_mase)):
-        return Promotion(False, "no finite baseline or champion MASE to compare against")
-    if candidate_mase >= baseline_mase:
-        return Promotion(False, f"MASE {candidate_mase:.4f} does not beat seasonal naive {baseline_mase:.4f}")
+    finite = {name: value for name, value in baselines.items() if math.isfinite(value)}
+    snaive = finite.get("seasonal_naive")
+    if snaive is None or (champion_mase is not None and not math.isfinite(champion_mase)):
+        return Promotion(False, "no finite seasonal-naive or champion MASE to compare against")
+    if candidate_mase >= snaive:
+        return Promotion(False, f"MASE {candidate_mase:.4f} does not beat seasonal naive {snaive:.4f}")
     if champion_mase is None:
-        return Promotion(True, f"first champion: MASE {candidate_mase:.4f} beats seasonal naive {baseline_mase:.4f}")
+        best = min(finite, key=lambda name: finite[name])
+        if candidate_mase >= finite[best]:
+            return Promotion(False, f"MASE {candidate_mase:.4f} does not beat the best baseline, {best} "
+                                    f"{finite[best]:.4f}, whose forecasts are served meanwhile")
+        return Promotion(True, f"first champion: MASE {candidate_mase:.4f} beats the best baseline, {best} "
+                               f"{finite[best]:.4f}" + (f", and seasonal naive {snaive:.4f}" if best != "seasonal_naive" else ""))
+    name = f"champion v{champion_version}" if champion_version else "champion"
     bar = champion_mase * (1 - margin)
     if candidate_mase >= bar:
         return Promotion(
             False,
-            f"MASE {candidate_mase:.4f} does not beat champion {champion_mase:.4f}"
+            f"MASE {candidate_mase:.4f} does not beat {name} {champion_mase:.4f}"
             + (f" by the {margin:.1%} margin (needs < {bar:.4f})" if margin else ""),
         )
-    return Promotion(
-        True,
-        f"MASE {candidate_mase:.4f} beats champion {champion_mase:.4f} and seasonal naive {baseline_mase:.4f}",
-    )
+    return Promotion(True, f"MASE {candidate_mase:.4f} beats {name} {champion_mase:.4f} and seasonal naive {snaive:.4f}")

@@ -1,75 +1,85 @@
-"""MLflow: tracking runs, the model as a pyfunc, the registry and its aliases.
+"""MLflow: tracking runs, logging the model, the registry and its aliases.
 
-This is the only module that imports mlflow. Promotion uses aliases (``challenger``,
-``champion``), never the deprecated stages, and every version carries the evidence of
-the decision made about it in its description and tags.
+This module (with ``serving.py``, the pyfunc file MLflow itself runs) is the only one
+that imports mlflow. Promotion uses aliases (``challenger``, ``champion``), never the
+deprecated stages, and every version carries the evidence of the decision made about it
+in its description and tags.
+
+What keeps a scheduled run safe when MLflow misbehaves:
+
+* **Bounded waiting.** Every call goes through :meth:`Registry._call`: transient errors
+  (connection refused, timeouts, 5xx, a locked SQLite store) are retried with backoff
+  until ``registry.max_wait_s`` seconds of waiting are spent, then
+  :class:`RegistryUnavailable` says so. MLflow's own HTTP retries are switched off
+  (unless set in the environment), so nothing waits longer than that budget.
+* **Registration that cannot half-happen.** A version is created with all its tags and
+  its description in one call; then the ``challenger`` alias is moved, then (if it was
+  promoted) the ``champion`` alias. A crash in between leaves a version whose tags say
+  what should have happened: :meth:`Registry.repair` finishes it on the next run.
+* **One resolution per load.** An alias is resolved to a version number once, and that
+  number is loaded and reported, so a promotion meanwhile cannot mislabel forecasts.
+* **A local copy of the champion.** Each model loaded is also kept on local disk; when
+  MLflow cannot be reached, :meth:`Registry.load` serves that copy, and says so.
+* **Metrics in batches.** Per-epoch losses are buffered and sent in batches; a batch
+  that fails is kept and sent with the next one, so a short outage loses nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import random
+import shutil
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from lstm_pipeline.checkpoint import Checkpoint
+from lstm_pipeline.bundle import ModelBundle
 from lstm_pipeline.config import RegistryConfig
-from lstm_pipeline.forecast import ForecastResult, predict_ensemble
-from lstm_pipeline.intervals import add_intervals
-from lstm_pipeline.policy import ChampionFacts, Promotion
+from lstm_pipeline.errors import ModelLoadError, PipelineError
+from lstm_pipeline.policy import ChampionFacts
 from lstm_pipeline.train import EpochLog
 
-__all__ = ["CHALLENGER", "CHAMPION", "ForecastModel", "Registry", "TrainingRun", "VersionInfo", "resolve_tracking_uri"]
+__all__ = [
+    "CHALLENGER", "CHAMPION", "Loaded", "Registry", "RegistryUnavailable", "TrainingRun", "VersionInfo",
+    "markdown_table", "resolve_tracking_uri",
+]
 
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_SERVING_FILE = _PACKAGE_DIR / "serving.py"
 # What loading the model needs; given explicitly so logging never infers them (slow).
-_RUNTIME_PACKAGES = ("torch", "pandas", "numpy", "pydantic", "pyyaml")
+_RUNTIME_PACKAGES = ("torch", "pandas", "numpy", "pydantic", "pyyaml", "mlflow")
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# Errors that retrying cannot fix.
+_PERMANENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "NOT_FOUND",
+              "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_STATE"}
+_FLUSH_EVERY = 10  # epochs per metrics batch
+T = TypeVar("T")
 
 
-class ForecastModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
-    """pyfunc wrapper: a history frame (unique_id, ds, y) in, the forecast frame out."""
-
-    members: list[Checkpoint]  # one model, or an ensemble of seeds averaged
-    quantiles: dict[int, list[float]]
-
-    @property
-    def checkpoint(self) -> Checkpoint:
-        return self.members[0]
-
-    def load_context(self, context: Any) -> None:
-        names = sorted((k for k in context.artifacts if k.startswith("checkpoint")), key=_member_index)
-        self.members = [Checkpoint.load(context.artifacts[name]) for name in names]
-        path = context.artifacts.get("intervals")
-        raw = json.loads(Path(path).read_text()) if path else {}
-        self.quantiles = {int(level): [float(q) for q in qs] for level, qs in raw.items()}
-
-    def forecast(self, history: pd.DataFrame) -> ForecastResult:
-        """Point forecasts plus conformal interval columns (``yhat_lo_80`` ... ``yhat_hi_95``)."""
-        result = predict_ensemble(self.members, history)
-        frame = add_intervals(result.frame, history, self.quantiles, self.checkpoint.season_length)
-        return ForecastResult(frame, result.skipped)
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return self.forecast(model_input).frame
+class RegistryUnavailable(PipelineError):
+    """MLflow could not be reached (or kept failing) within ``registry.max_wait_s``."""
 
 
 @dataclass(frozen=True)
@@ -83,14 +93,33 @@ class VersionInfo:
 
     def facts(self) -> ChampionFacts:
         """The policy's view of this version, read from its tags."""
+        retrained = self.tags.get("retrained_at")
         return ChampionFacts(
             version=self.version,
-            trained_at=self.created,
+            trained_at=datetime.fromisoformat(retrained) if retrained else self.created,
             data_version=int(self.tags.get("data_version", -1)),
             config_hash=self.tags.get("config_hash", ""),
             backtest_mase=float(self.tags.get("backtest_mase", "nan")),
             live_mase=float(self.tags["live_mase"]) if "live_mase" in self.tags else None,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "run_id": self.run_id, "tags": dict(self.tags),
+                "description": self.description, "created": self.created.isoformat()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> VersionInfo:
+        return cls(d["name"], d["version"], d["run_id"], dict(d["tags"]), d["description"],
+                   datetime.fromisoformat(d["created"]))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A fully loaded model version; ``source`` is ``registry`` or ``cache`` (MLflow was down)."""
+
+    bundle: ModelBundle
+    info: VersionInfo
+    source: str = "registry"
 
 
 def resolve_tracking_uri(cfg: RegistryConfig, lake_root: str) -> str:
@@ -108,73 +137,163 @@ def resolve_tracking_uri(cfg: RegistryConfig, lake_root: str) -> str:
 
 class Registry:
     def __init__(self, cfg: RegistryConfig, lake_root: str) -> None:
+        self.cfg = cfg
         self.uri = resolve_tracking_uri(cfg, lake_root)
         self.name = cfg.model_name
+        self._lake_root = lake_root
+        # Our own retries bound the waiting; MLflow's would add minutes per call.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(int(cfg.request_timeout_s), 1)))
         self.client = MlflowClient(self.uri, self.uri)
-        local = self.uri.startswith("sqlite:") and "://" not in lake_root
-        artifacts = (Path(lake_root).resolve() / "mlartifacts").as_uri() if local else None
-        self.experiment_id = self._experiment(cfg.experiment, artifacts)
+        self._waited = 0.0
+        self.cache = _Cache(_cache_dir(cfg, lake_root, self.uri))
 
-    def _experiment(self, name: str, artifact_location: str | None) -> str:
-        found = self.client.get_experiment_by_name(name)
+    @cached_property
+    def experiment_id(self) -> str:
+        local = self.uri.startswith("sqlite:") and "://" not in self._lake_root
+        artifacts = (Path(self._lake_root).resolve() / "mlartifacts").as_uri() if local else None
+        found = self._call("get the experiment", self.client.get_experiment_by_name, self.cfg.experiment)
         if found is not None:
             return str(found.experiment_id)
         try:
-            return str(self.client.create_experiment(name, artifact_location=artifact_location))
+            return str(self._call("create the experiment", self.client.create_experiment, self.cfg.experiment,
+                                  artifact_location=artifacts))
         except MlflowException:  # created meanwhile by a concurrent run
-            found = self.client.get_experiment_by_name(name)
+            found = self._call("get the experiment", self.client.get_experiment_by_name, self.cfg.experiment)
             assert found is not None
             return str(found.experiment_id)
 
-    # --- reading -------------------------------------------------------------------
+    # --- the one door to MLflow ------------------------------------------------------
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``, retried with backoff on transient errors while this
+        registry's waiting budget (``registry.max_wait_s``) lasts."""
+        delay = 0.5
+        while True:
+            started = time.monotonic()
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                self._waited += time.monotonic() - started
+                if not _transient(exc):
+                    raise
+                left = self.cfg.max_wait_s - self._waited
+                if left <= 0:
+                    raise RegistryUnavailable(
+                        f"MLflow at {_redacted(self.uri)} unavailable: could not {what} "
+                        f"({_first_line(exc)}); gave up after {self._waited:.0f} s of waiting "
+                        f"(registry.max_wait_s = {self.cfg.max_wait_s:g})"
+                    ) from exc
+                pause = min(delay * (1 + random.random()), left)
+                log.warning("MLflow: could not %s (%s); retrying in %.1f s", what, _first_line(exc), pause)
+                time.sleep(pause)
+                self._waited += pause
+                delay = min(delay * 2, 30.0)
+
+    # --- reading ---------------------------------------------------------------------
     def version(self, alias: str) -> VersionInfo | None:
+        """The version behind ``alias``, or None if the alias is not set."""
         try:
-            mv = self.client.get_model_version_by_alias(self.name, alias)
+            mv = self._call(f"resolve @{alias}", self.client.get_model_version_by_alias, self.name, alias)
         except MlflowException:
             return None
+        return self._info(mv)
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version of the model, oldest first."""
+        found = self._call("list versions", self.client.search_model_versions, f"name = '{self.name}'")
+        return sorted((self._info(mv) for mv in found), key=lambda v: int(v.version))
+
+    def load(self, alias: str = CHAMPION) -> Loaded | None:
+        """The version behind ``alias``, fully loaded (every member), or None if unset.
+
+        The alias is resolved once; that version number is loaded and reported. When
+        MLflow cannot be reached, the local copy of the last model loaded from this
+        registry is returned instead (``source="cache"``), if there is one.
+        """
+        try:
+            info = self.version(alias)
+            if info is None:
+                return None
+            model = self._call(f"load v{info.version}", self._load_pyfunc, info.version)
+        except RegistryUnavailable as exc:
+            cached = self.cache.load(alias)
+            if cached is None:
+                raise
+            log.warning("%s; using the local copy of %s v%s (%s)", exc, self.name, cached.info.version,
+                        self.cache.folder)
+            return cached
+        except Exception as exc:  # noqa: BLE001 - anything else: the version itself is broken
+            raise ModelLoadError(f"{self.name} @{alias} could not be loaded from {_redacted(self.uri)}: "
+                                 f"{_first_line(exc)}") from exc
+        bundle = getattr(model.unwrap_python_model(), "bundle", None)
+        if not isinstance(bundle, ModelBundle):
+            raise ModelLoadError(f"{self.name} v{info.version} (@{alias}) is not a model of this pipeline")
+        self.cache.store(alias, bundle, info)
+        return Loaded(bundle, info)
+
+    def _load_pyfunc(self, version: str) -> Any:
+        with _pointed_at(self.uri):
+            return mlflow.pyfunc.load_model(f"models:/{self.name}/{version}")
+
+    def _info(self, mv: Any) -> VersionInfo:
         return VersionInfo(
-            name=self.name,
-            version=str(mv.version),
-            run_id=mv.run_id or "",
-            tags=dict(mv.tags),
-            description=mv.description or "",
-            created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
+            name=self.name, version=str(mv.version), run_id=mv.run_id or "", tags=dict(mv.tags),
+            description=mv.description or "", created=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
         )
 
-    def load(self, alias: str = CHAMPION) -> tuple[ForecastModel, VersionInfo] | None:
-        """The pyfunc model behind ``models:/NAME@alias`` and its version, or None."""
-        info = self.version(alias)
-        if info is None:
-            return None
-        with _pointed_at(self.uri):
-            model = mlflow.pyfunc.load_model(f"models:/{self.name}@{alias}")
-        wrapper = model.unwrap_python_model()
-        assert isinstance(wrapper, ForecastModel)
-        return wrapper, info
-
-    # --- writing -------------------------------------------------------------------
+    # --- writing ---------------------------------------------------------------------
     def start_run(self, run_name: str, tags: Mapping[str, str]) -> TrainingRun:
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags))
+        run = self._call("start a run", self.client.create_run, self.experiment_id, run_name=run_name, tags=dict(tags))
         return TrainingRun(self, run.info.run_id)
 
-    def record_decision(self, version: str, promotion: Promotion, comparison: pd.DataFrame, tags: Mapping[str, str]) -> None:
-        """Write the decision and its evidence on the version, then move the aliases."""
-        self.client.set_registered_model_alias(self.name, CHALLENGER, version)
-        verdict = "PROMOTED to champion" if promotion.promote else "NOT promoted"
-        description = (
-            f"**{verdict}**: {promotion.reason}.\n\n"
-            "Backtest on identical rolling-origin windows (mean over series and windows):\n\n"
-            f"{_markdown(comparison)}\n"
+    def register(self, run: TrainingRun, model_id: str, tags: Mapping[str, str], description: str) -> str:
+        """A new version of the model logged by ``run``, born with its tags and description."""
+        try:
+            self._call("create the registered model", self.client.create_registered_model, self.name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        # The logged model's own artifact location: resolving "models:/<id>" would go through
+        # MLflow's process-wide tracking URI, not this registry's.
+        source = self._call("find the logged model", self.client.get_logged_model, model_id).artifact_location
+        mv = self._call(
+            "register the model", self.client.create_model_version, self.name, source=source,
+            run_id=run.run_id, tags={k: str(v) for k, v in tags.items()}, description=description, model_id=model_id,
         )
-        self.client.update_model_version(self.name, version, description=description)
-        for key, value in {**tags, "promoted": str(promotion.promote).lower(), "decision": promotion.reason}.items():
-            self.client.set_model_version_tag(self.name, version, key, value)
-        if promotion.promote:
-            self.client.set_registered_model_alias(self.name, CHAMPION, version)
+        return str(mv.version)
+
+    def move_aliases(self, version: str, promoted: bool) -> None:
+        """``challenger`` to ``version``, then ``champion`` too if it was promoted."""
+        self._call("set @challenger", self.client.set_registered_model_alias, self.name, CHALLENGER, version)
+        if promoted:
+            self._call("set @champion", self.client.set_registered_model_alias, self.name, CHAMPION, version)
+
+    def repair(self) -> list[str]:
+        """Finish a registration that a crash interrupted: the newest decided version gets the
+        ``challenger`` alias, and ``champion`` too if its tags say it was promoted and the
+        champion is older. Returns what was fixed (nothing, normally)."""
+        try:
+            decided = [v for v in self.versions() if "promoted" in v.tags]
+        except MlflowException:
+            return []
+        if not decided:
+            return []
+        newest, fixed = decided[-1], []
+        champion, challenger = self.version(CHAMPION), self.version(CHALLENGER)
+        if challenger is None or int(challenger.version) < int(newest.version):
+            self._call("set @challenger", self.client.set_registered_model_alias, self.name, CHALLENGER,
+                       newest.version)
+            fixed.append(f"challenger -> v{newest.version}")
+        if newest.tags.get("promoted") == "true" and (champion is None or int(champion.version) < int(newest.version)):
+            self._call("set @champion", self.client.set_registered_model_alias, self.name, CHAMPION, newest.version)
+            fixed.append(f"champion -> v{newest.version}")
+        for what in fixed:
+            log.warning("registry repaired an interrupted promotion: %s", what)
+        return fixed
 
     def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
-            self.client.set_model_version_tag(self.name, version, key, value)
+            self._call("tag a version", self.client.set_model_version_tag, self.name, version, key, value)
 
     def log_live_accuracy(self, version: str, metrics: Mapping[str, float], step: int) -> bool:
         """Record the live accuracy of ``version``'s forecasts; False if already recorded.
@@ -185,7 +304,7 @@ class Registry:
         values are left out. LookupError if the version does not exist.
         """
         try:
-            mv = self.client.get_model_version(self.name, version)
+            mv = self._call("read a version", self.client.get_model_version, self.name, version)
         except MlflowException as exc:
             raise LookupError(f"{self.name} version {version} is not in the registry at {self.uri}") from exc
         finite = {key: float(value) for key, value in metrics.items() if math.isfinite(float(value))}
@@ -193,8 +312,9 @@ class Registry:
         if all(mv.tags.get(key) == value for key, value in tags.items()):
             return False
         if mv.run_id:
-            for key, value in finite.items():
-                self.client.log_metric(mv.run_id, f"live_{key}", value, step=step)
+            stamp = int(time.time() * 1000)
+            self._call("log live metrics", self.client.log_batch, mv.run_id,
+                       metrics=[Metric(f"live_{k}", v, stamp, step) for k, v in finite.items()])
         self.tag_version(version, tags)
         return True
 
@@ -204,66 +324,145 @@ class TrainingRun:
 
     def __init__(self, registry: Registry, run_id: str) -> None:
         self.registry, self.run_id = registry, run_id
-        self.client = registry.client
+        self._pending: list[Metric] = []
 
     def log_params(self, params: Mapping[str, object]) -> None:
-        items = list(params.items())
+        items = [Param(key, str(value)) for key, value in params.items()]
         for i in range(0, len(items), 100):  # the tracking API takes at most 100 per batch
-            for key, value in items[i : i + 100]:
-                self.client.log_param(self.run_id, key, str(value))
+            self.registry._call("log parameters", self.registry.client.log_batch, self.run_id, params=items[i : i + 100])
 
     def on_epoch(self, epoch: EpochLog) -> None:
-        """Training callback: per-epoch losses and learning rate as step metrics."""
-        for key in ("train_loss", "val_loss", "lr"):
-            self.client.log_metric(self.run_id, key, float(getattr(epoch, key)), step=epoch.epoch)
+        """Training callback: per-epoch losses and learning rate, sent every few epochs.
+
+        A batch that cannot be sent stays pending and goes with the next one: a short
+        outage costs no metric and does not stop training.
+        """
+        stamp = int(time.time() * 1000)
+        self._pending += [Metric(key, float(getattr(epoch, key)), stamp, epoch.epoch)
+                          for key in ("train_loss", "val_loss", "lr")]
+        if epoch.epoch % _FLUSH_EVERY == 0:
+            try:
+                self.flush()
+            except RegistryUnavailable as exc:
+                log.warning("epoch metrics kept for the next batch: %s", exc)
 
     def log_metrics(self, values: Mapping[str, float], step: int = 0) -> None:
-        for key, value in values.items():
-            self.client.log_metric(self.run_id, key, float(value), step=step)
+        stamp = int(time.time() * 1000)
+        self._pending += [Metric(k, float(v), stamp, step) for k, v in values.items() if math.isfinite(float(v))]
+
+    def flush(self) -> None:
+        """Send the pending metrics (at most 1,000 per request)."""
+        while self._pending:
+            batch = self._pending[:1000]
+            self.registry._call("log metrics", self.registry.client.log_batch, self.run_id, metrics=batch)
+            del self._pending[: len(batch)]
 
     def log_table(self, frame: pd.DataFrame, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
             frame.to_csv(path, index=False)
-            self.client.log_artifact(self.run_id, str(path))
+            self.registry._call("log an artifact", self.registry.client.log_artifact, self.run_id, str(path))
 
     def log_figure(self, figure: Any, name: str) -> None:
-        self.client.log_figure(self.run_id, figure, name)
+        self.registry._call("log a figure", self.registry.client.log_figure, self.run_id, figure, name)
 
-    def log_model(
-        self, members: Sequence[Checkpoint], quantiles: Mapping[int, list[float]], example: pd.DataFrame
-    ) -> str:
-        """Log the pyfunc model (weights, scaler, interval widths) and register it.
+    def log_model(self, bundle: ModelBundle, example: pd.DataFrame) -> str:
+        """Log the pyfunc model (from code: ``serving.py``) with the bundle as artifacts.
 
-        Returns the new version number.
+        Returns the logged model's id, for :meth:`Registry.register`.
         """
+        self.flush()
+        output = bundle.forecast(example).frame
         with tempfile.TemporaryDirectory() as tmp:
-            paths = {_member_name(k): Path(tmp) / f"{_member_name(k)}.pt" for k in range(len(members))}
-            for member, path in zip(members, paths.values()):
-                member.save(path)
-            intervals = Path(tmp) / "intervals.json"
-            intervals.write_text(json.dumps({str(k): v for k, v in quantiles.items()}))
-            model = ForecastModel()
-            model.members, model.quantiles = list(members), dict(quantiles)
-            output = model.forecast(example).frame
-            with _pointed_at(self.registry.uri), mlflow.start_run(run_id=self.run_id), warnings.catch_warnings():
-                # The output's integer `step` column never holds missing values.
-                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=ForecastModel(),
-                    artifacts={**{name: str(p) for name, p in paths.items()}, "intervals": str(intervals)},
-                    code_paths=[str(_PACKAGE_DIR)],
-                    signature=infer_signature(example, output),
-                    input_example=example,
-                    pip_requirements=_pip_requirements(),
-                    registered_model_name=self.registry.name,
-                )
-        assert info.registered_model_version is not None
-        return str(info.registered_model_version)
+            artifacts = bundle.save(tmp)
+
+            def log_it() -> Any:
+                with _pointed_at(self.registry.uri), mlflow.start_run(run_id=self.run_id), warnings.catch_warnings():
+                    # The output's integer `step` column never holds missing values.
+                    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+                    return mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=str(_SERVING_FILE),
+                        artifacts=artifacts,
+                        code_paths=[str(_PACKAGE_DIR)],
+                        signature=infer_signature(example, output),
+                        input_example=example,
+                        pip_requirements=_pip_requirements(),
+                    )
+
+            info = self.registry._call("log the model", log_it)
+        return str(info.model_id)
 
     def finish(self, failed: bool = False) -> None:
-        self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
+        try:
+            self.flush()
+        finally:
+            self.registry._call("end the run", self.registry.client.set_terminated, self.run_id,
+                                status="FAILED" if failed else "FINISHED")
+
+
+class _Cache:
+    """Local copies of loaded model versions, one folder per alias, replaced atomically."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def store(self, alias: str, bundle: ModelBundle, info: VersionInfo) -> None:
+        target = self.folder / alias
+        try:
+            if (target / "version.json").exists() and \
+                    json.loads((target / "version.json").read_text())["version"] == info.version:
+                return
+            self.folder.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=self.folder))
+            bundle.save(staging / "bundle")
+            (staging / "version.json").write_text(json.dumps(info.to_dict()))
+            old = self.folder / f".{alias}-old"
+            shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                os.replace(target, old)
+            os.replace(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:  # a cache that cannot be written must not stop a forecast
+            log.warning("could not keep a local copy of %s v%s in %s: %s", info.name, info.version, target, exc)
+
+    def load(self, alias: str) -> Loaded | None:
+        target = self.folder / alias
+        try:
+            info = VersionInfo.from_dict(json.loads((target / "version.json").read_text()))
+            return Loaded(ModelBundle.from_folder(target / "bundle"), info, "cache")
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+def _cache_dir(cfg: RegistryConfig, lake_root: str, uri: str) -> Path:
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir)
+    key = hashlib.sha256(f"{uri}|{cfg.model_name}".encode()).hexdigest()[:12]
+    if "://" not in lake_root:
+        return Path(lake_root).resolve() / "_models" / key
+    return Path.home() / ".cache" / "lstm-pipeline" / key
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: network trouble, timeouts, 5xx, a busy database; not a bad request."""
+    if isinstance(exc, MlflowException):
+        return exc.error_code not in _PERMANENT
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(word in text for word in ("connection", "timeout", "timed out", "unavailable", "locked",
+                                         "temporarily", "max retries", "refused", "reset by peer"))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return _redacted(lines[0][:300] if lines else type(exc).__name__)
+
+
+def _redacted(text: str) -> str:
+    """``scheme://user:password@host`` -> ``scheme://user:***@host``."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]+):[^@\s]+@", r"\1:***@", text)
 
 
 @contextmanager
@@ -290,20 +489,13 @@ def _pointed_at(uri: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _member_name(k: int) -> str:
-    return "checkpoint" if k == 0 else f"checkpoint_{k}"
-
-
-def _member_index(name: str) -> int:
-    return int(name.rsplit("_", 1)[1]) if "_" in name else 0
-
-
 def _pip_requirements() -> list[str]:
     # Local build tags (torch "2.13.0+cpu") would pin a CPU-only wheel on a GPU host.
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in _RUNTIME_PACKAGES]
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A frame as a Markdown table (model versions' descriptions, flow artifacts)."""
     cols = list(frame.columns)
     lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, row in frame.iterrows():
@@ -312,6 +504,7 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def _fmt(value: object) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) >= 1:
         return str(int(value))
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+

@@ -40,6 +40,7 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from lstm_pipeline.errors import PipelineError
 from lstm_pipeline import schema
 from lstm_pipeline.config import DataConfig
 
@@ -54,7 +55,7 @@ _READ_CHUNK = 1 << 23
 _NOT_UTF8 = "not valid UTF-8"
 
 
-class IngestError(Exception):
+class IngestError(PipelineError):
     """A run that cannot proceed; the message names the file and the reason."""
 
 
@@ -83,6 +84,8 @@ class LoadedSource:
     source: Path | str  # as resolved, to read it again
     read: RawTable | None = None  # None: a duplicate, not parsed
     parsed: schema.Parsed | None = None
+    fingerprint: tuple[int, int] | None = None  # (size, mtime in ns) when it was looked at
+    unchanged: bool = False  # a duplicate known by its fingerprint: not even read
 
     @property
     def batch_id(self) -> str:
@@ -119,6 +122,19 @@ def resolve_sources(sources: Sequence[str | Path]) -> list[Path | str]:
         else:
             unique.setdefault(item, item)
     return list(unique.values())
+
+
+def fingerprint(source: Path | str) -> tuple[int, int] | None:
+    """``(size, mtime in ns)`` of a file, from its metadata only; None if not known."""
+    try:
+        if isinstance(source, Path):
+            stat = source.stat()
+            return int(stat.st_size), int(stat.st_mtime_ns)
+        fs, path = pafs.FileSystem.from_uri(source)
+        info = fs.get_file_info(path)
+        return (int(info.size), int(info.mtime_ns)) if info.size is not None and info.mtime_ns is not None else None
+    except (OSError, pa.ArrowException, ValueError):
+        return None
 
 
 def load_source(source: Path | str, cfg: DataConfig, known: set[str]) -> LoadedSource:

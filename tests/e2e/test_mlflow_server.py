@@ -97,8 +97,9 @@ def test_first_retrains_second_finetunes_third_is_not_promoted(three_trainings: 
     assert third.promotion is not None and not third.promotion.promote
     assert [o.version for o in three_trainings.outcomes] == ["1", "2", "3"]
     # The fine-tune took a fraction of the full retrain's optimiser steps.
-    assert second.training is not None and first.training is not None
-    assert second.training.steps < first.training.steps
+    assert second.development is not None and first.development is not None
+    steps_of = lambda dev: sum(m.steps for m in (*dev.evaluation, *dev.served))  # noqa: E731
+    assert steps_of(second.development) < steps_of(first.development)
 
     client = MlflowClient(three_trainings.url, three_trainings.url)
     champion = client.get_model_version_by_alias(MODEL, CHAMPION)
@@ -115,8 +116,9 @@ def test_every_version_carries_the_evidence_for_its_decision(three_trainings: Hi
         assert mv.tags["promoted"] == str(outcome.promotion.promote).lower()
         assert mv.tags["decision"] == outcome.promotion.reason
         assert mv.tags["training_mode"] == outcome.decision.action
-        for tag in ("data_version", "data_hash", "training_cutoff", "n_series", "seed", "code_version",
-                    "backtest_mase", "coverage_80", "coverage_95", "steps", "retrain_steps"):
+        for tag in ("data_version", "data_hash", "evaluation_end", "served_end", "n_series", "seed", "code_version",
+                    "backtest_mase", "coverage_80", "coverage_95", "steps", "retrain_steps", "champion_compared",
+                    "best_baseline", "backtest_cutoffs", "retrained_at"):
             assert mv.tags.get(tag), f"version {mv.version} lacks tag {tag}"
         assert mv.tags["n_series"] == "8"
         assert outcome.promotion.reason in mv.description
@@ -127,6 +129,11 @@ def test_every_version_carries_the_evidence_for_its_decision(three_trainings: Hi
         assert {"loss_curve.png", "error_by_step.png", "forecast_vs_actual.png", "backtest_scores.csv"} <= artifacts
         history = client.get_metric_history(mv.run_id, "train_loss")
         assert len(history) == int(mv.tags["epochs"])
+        # What was compared, which data each model learnt from, and the served model's end.
+        assert f"data up to {mv.tags['evaluation_end']}" in mv.description
+        assert f"refit on all data up to {mv.tags['served_end']}" in mv.description
+        # The served weights learnt from the newest month of the data at the time.
+        assert mv.tags["served_end"] == ("2018-12-01" if outcome.version == "1" else "2019-12-01")
     third = client.get_model_version(MODEL, "3")
     assert "does not beat" in third.tags["decision"]
     assert "NOT promoted" in third.description

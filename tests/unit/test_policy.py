@@ -42,6 +42,15 @@ def test_no_champion_retrains(requested: str) -> None:
     assert decide(requested, None) == ("retrain", "no champion yet")
 
 
+def test_no_champion_and_a_rejected_candidate_on_the_same_data_skips() -> None:
+    rejected = champion(version="2", data_version=7)
+    d = choose_training("auto", None, 7, HASH, POLICY, NOW, latest=rejected)
+    assert (d.action, d.reason) == ("skip", "v2 was already trained on series table v7 and not promoted")
+    # ... unless the champion is missing because it could not be used: then retrain, saying why.
+    d = choose_training("auto", None, 7, HASH, POLICY, NOW, latest=rejected, why_no_champion="champion v1 is broken")
+    assert (d.action, d.reason) == ("retrain", "champion v1 is broken")
+
+
 def test_no_champion_retrains_even_when_finetune_is_requested() -> None:
     action, reason = decide("finetune", None)
     assert action == "retrain" and "cannot fine-tune" in reason
@@ -65,7 +74,7 @@ def test_explicit_finetune_is_obeyed_when_possible() -> None:
 
 def test_too_old_champion_is_retrained() -> None:
     action, reason = decide("auto", champion(trained_at=NOW - timedelta(days=91)), data_version=8)
-    assert action == "retrain" and reason == "champion is 91 days old (limit 90)"
+    assert action == "retrain" and reason == "the champion's last full retrain was 91 days ago (limit 90)"
 
 
 def test_age_exactly_at_the_limit_is_not_too_old() -> None:
@@ -93,47 +102,66 @@ def test_nothing_new_skips() -> None:
 
 # --- decide_promotion --------------------------------------------------------------
 
+SNAIVE = {"seasonal_naive": 1.0, "naive": 1.4}
+
 
 def test_diverged_candidate_is_not_promoted() -> None:
-    p = decide_promotion(0.5, baseline_mase=1.0, champion_mase=None, margin=0.0, diverged=True)
+    p = decide_promotion(0.5, baselines=SNAIVE, champion_mase=None, margin=0.0, diverged=True)
     assert not p.promote and "diverged" in p.reason
 
 
 @pytest.mark.parametrize("mase", [float("nan"), float("inf")])
 def test_non_finite_candidate_is_not_promoted(mase: float) -> None:
-    p = decide_promotion(mase, baseline_mase=1.0, champion_mase=None, margin=0.0, diverged=False)
+    p = decide_promotion(mase, baselines=SNAIVE, champion_mase=None, margin=0.0, diverged=False)
     assert not p.promote and "diverged" in p.reason
 
 
 @pytest.mark.parametrize("mase", [1.0, 1.2])
 def test_candidate_must_beat_seasonal_naive(mase: float) -> None:
-    p = decide_promotion(mase, baseline_mase=1.0, champion_mase=None, margin=0.0, diverged=False)
+    p = decide_promotion(mase, baselines=SNAIVE, champion_mase=None, margin=0.0, diverged=False)
     assert not p.promote and "does not beat seasonal naive" in p.reason
 
 
 def test_first_champion_is_promoted_when_it_beats_seasonal_naive() -> None:
-    p = decide_promotion(0.9, baseline_mase=1.0, champion_mase=None, margin=0.05, diverged=False)
+    p = decide_promotion(0.9, baselines=SNAIVE, champion_mase=None, margin=0.05, diverged=False)
     assert p.promote and p.reason.startswith("first champion")
 
 
 def test_candidate_within_the_margin_of_the_champion_is_not_promoted() -> None:
     # bar = 0.8 * (1 - 0.05) = 0.76
-    p = decide_promotion(0.77, baseline_mase=1.0, champion_mase=0.8, margin=0.05, diverged=False)
+    p = decide_promotion(0.77, baselines=SNAIVE, champion_mase=0.8, margin=0.05, diverged=False)
     assert not p.promote and "does not beat champion" in p.reason and "0.7600" in p.reason
 
 
 def test_candidate_equal_to_the_champion_without_margin_is_not_promoted() -> None:
-    p = decide_promotion(0.8, baseline_mase=1.0, champion_mase=0.8, margin=0.0, diverged=False)
+    p = decide_promotion(0.8, baselines=SNAIVE, champion_mase=0.8, margin=0.0, diverged=False)
     assert not p.promote
 
 
 def test_candidate_beating_the_champion_by_the_margin_is_promoted() -> None:
-    p = decide_promotion(0.75, baseline_mase=1.0, champion_mase=0.8, margin=0.05, diverged=False)
+    p = decide_promotion(0.75, baselines=SNAIVE, champion_mase=0.8, margin=0.05, diverged=False)
     assert p.promote and "beats champion" in p.reason
 
 
+def test_without_a_champion_the_candidate_must_beat_the_best_baseline() -> None:
+    # AutoETS serves while no LSTM has passed: the first LSTM must beat it, not only seasonal naive.
+    with_ets = {**SNAIVE, "auto_ets": 0.85, "theta": 0.9}
+    p = decide_promotion(0.88, baselines=with_ets, champion_mase=None, margin=0.0, diverged=False)
+    assert not p.promote and "best baseline, auto_ets 0.8500" in p.reason
+    p = decide_promotion(0.8, baselines=with_ets, champion_mase=None, margin=0.0, diverged=False)
+    assert p.promote and "auto_ets 0.8500" in p.reason and "seasonal naive 1.0000" in p.reason
+
+
+def test_with_a_champion_the_bar_is_the_champion_not_the_best_baseline() -> None:
+    # With an LSTM champion the bar is the champion (and seasonal naive), not AutoETS.
+    with_ets = {**SNAIVE, "auto_ets": 0.7}
+    p = decide_promotion(0.75, baselines=with_ets, champion_mase=0.8, margin=0.0, diverged=False,
+                         champion_version="3")
+    assert p.promote and "champion v3 0.8000" in p.reason
+
+
 def test_candidate_beating_the_champion_but_not_seasonal_naive_is_not_promoted() -> None:
-    p = decide_promotion(1.1, baseline_mase=1.0, champion_mase=1.5, margin=0.0, diverged=False)
+    p = decide_promotion(1.1, baselines=SNAIVE, champion_mase=1.5, margin=0.0, diverged=False)
     assert not p.promote and "seasonal naive" in p.reason
 
 
@@ -164,9 +192,12 @@ def test_hash_is_stable_and_short() -> None:
         {"window": {"horizon": 6}},
         {"data": {"covariates": ["price"]}},
         {"train": {"loss": "mse"}},
+        {"train": {"ensemble": 3}},
+        {"backtest": {"n_windows": 5}},
+        {"backtest": {"step": 6}},
     ],
 )
-def test_hash_changes_with_what_the_model_is(change: dict[str, dict[str, Any]]) -> None:
+def test_hash_changes_with_what_the_model_is_or_how_it_is_judged(change: dict[str, dict[str, Any]]) -> None:
     assert cfg_hash(**change) != cfg_hash()
 
 
@@ -175,7 +206,6 @@ def test_hash_changes_with_what_the_model_is(change: dict[str, dict[str, Any]]) 
     [
         {"train": {"max_epochs": 7}},
         {"train": {"finetune_epochs": 3, "lr": 0.1, "batch_size": 8, "seed": 1}},
-        {"backtest": {"n_windows": 5}},
         {"lake": {"root": "/elsewhere"}},
     ],
 )

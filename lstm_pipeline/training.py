@@ -1,0 +1,327 @@
+"""The training step: decide, evaluate the procedure, refit, register, gate.
+
+One run (see :mod:`lstm_pipeline.procedure` for the two fits):
+
+1. Read the ``series`` table once, at one version: the data trained on and the
+   ``data_version`` recorded are the same snapshot.
+2. Repair an interrupted promotion, load the champion, let the policy decide (retrain,
+   fine-tune or skip).
+3. Evaluate the procedure on the backtest windows beside seasonal naive, naive, AutoETS
+   and Theta (when installed) and the champion's evaluation weights, then refit on all
+   data. The champion is compared only on windows whose cutoff comes after its own
+   evaluation data ended, so its score is out of sample too; if no window qualifies, or
+   its horizon or frequency differ, it is not compared and the decision says why.
+4. Log the run, register a version carrying its evidence, move the aliases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from lstm_pipeline.errors import NotEnoughData
+from lstm_pipeline import __version__, baselines, intervals, plots
+from lstm_pipeline.backtest import BacktestResult, Forecaster
+from lstm_pipeline.bundle import ModelBundle
+from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.lake import SERIES, Lake
+from lstm_pipeline.policy import Promotion, TrainingDecision, choose_training, decide_promotion, model_config_hash
+from lstm_pipeline.procedure import CANDIDATE, Development, StartFrom, develop
+from lstm_pipeline.registry import CHALLENGER, CHAMPION, Loaded, Registry, TrainingRun, markdown_table
+
+__all__ = ["CHAMPION_MODEL", "TrainOutcome", "run_training"]
+
+log = logging.getLogger(__name__)
+
+CHAMPION_MODEL = "champion"
+_COMPARED = ["mase", "smape", "mae", "rmse", "r2", "mase_median", "n_series", "n_windows", "n_unscaled"]
+# What the reviewer sees on the model version, in this order.
+_REVIEW_COLUMNS = ["mase", "mase_median", "smape", "mae", "coverage_80", "coverage_95", "n_series", "n_windows"]
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    decision: TrainingDecision
+    tracking_uri: str
+    version: str | None = None
+    run_id: str | None = None
+    promotion: Promotion | None = None
+    comparison: pd.DataFrame | None = None
+    development: Development | None = None
+    repaired: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        lines = [f"training: {self.decision.action} ({self.decision.reason})"]
+        lines += [f"  registry repaired: {what}" for what in self.repaired]
+        if self.development is not None:
+            first, refit = self.development.evaluation[0], self.development.served[0]
+            lines.append(
+                f"  evaluation: {len(first.history)} epochs (best {first.best_epoch}) on data up to "
+                f"{self.development.evaluation_end.date()}; served: refit for {len(refit.history)} epochs on data "
+                f"up to {self.development.served_end.date()}; {len(self.development.evaluation)} member(s) on "
+                f"{first.device}"
+            )
+        if self.comparison is not None:
+            lines.append(self.comparison[["mase", "smape", "mae"]].to_string(float_format="%.4f"))
+        if self.promotion is not None:
+            verdict = "promoted to champion" if self.promotion.promote else "not promoted"
+            lines.append(f"  version {self.version}: {verdict}: {self.promotion.reason}")
+        return "\n".join(lines)
+
+
+def run_training(
+    cfg: PipelineConfig,
+    mode: Literal["auto", "retrain", "finetune"] = "auto",
+    now: datetime | None = None,
+) -> TrainOutcome:
+    """Decide, evaluate the procedure, refit, register and gate (see the module doc)."""
+    now = now or datetime.now(UTC)
+    lake = Lake.from_config(cfg.lake)
+    # One snapshot: the rows trained on and the data_version recorded come from the same version.
+    data_version = lake.version(SERIES)
+    series = lake.read_series(version=data_version) if data_version is not None else lake.read_series()
+    if series.empty or data_version is None:
+        raise NotEnoughData(f"the lake at {lake.root} holds no series yet: ingest data first")
+    freq = cfg.data.freq or lake.freq()
+    assert freq is not None, "ingest records the frequency with the first batch"
+    registry = Registry(cfg.registry, cfg.lake.root)
+    repaired = tuple(registry.repair())
+    champion, why_not = _champion(registry, cfg, freq)
+    challenger = registry.version(CHALLENGER)
+    decision = choose_training(
+        mode, champion.info.facts() if champion else None, data_version, model_config_hash(cfg, freq),
+        cfg.policy, now, latest=challenger.facts() if challenger else None,
+        why_no_champion=why_not,
+    )
+    log.info("training decision: %s (%s)", decision.action, decision.reason)
+    if decision.action == "skip":
+        return TrainOutcome(decision, registry.uri, repaired=repaired)
+
+    H = cfg.window.horizon
+    season = cfg.data.season_length or season_length_for(freq)
+    tags = _data_tags(series, data_version, decision, cfg, freq, now, champion)
+    run = registry.start_run(f"{decision.action}-{tags['data_end']}", tags)
+    try:
+        run.log_params(_params(cfg, freq, season))
+
+        def comparators(cutoffs: Sequence[pd.Timestamp]) -> dict[str, Forecaster]:
+            found: dict[str, Forecaster] = {
+                "seasonal_naive": lambda h: baselines.seasonal_naive(h, H, freq, season),
+                "naive": lambda h: baselines.naive(h, H, freq),
+            }
+            if cfg.backtest.statistical_baselines:
+                found.update(baselines.statistical(H, freq, season))
+            if champion is not None:
+                found[CHAMPION_MODEL] = champion.bundle.evaluation_forecaster()
+            return found
+
+        start_from = StartFrom(champion.bundle.evaluation, champion.bundle.served) \
+            if decision.action == "finetune" and champion else None
+        dev = develop(series, cfg, freq, comparators, start_from, callbacks=[run.on_epoch], meta=tags)
+        compared, windows_note = _compared_windows(dev.backtest, champion)
+        comparison = compared.summary()[_COMPARED].join(_coverage(compared))
+        quantiles = intervals.fit_quantiles(_residuals(dev.backtest, CANDIDATE))
+        champion_mase = float(comparison.loc[CHAMPION_MODEL, "mase"]) \
+            if champion is not None and CHAMPION_MODEL in comparison.index else None
+        if champion is not None and champion_mase is None:
+            why_not = windows_note
+        baseline_mase = {b: float(comparison.loc[b, "mase"]) for b in baselines.BASELINES if b in comparison.index}
+        promotion = decide_promotion(
+            float(comparison.loc[CANDIDATE, "mase"]), baseline_mase, champion_mase, cfg.registry.promotion_margin,
+            dev.diverged, champion_version=champion.info.version if champion else None,
+        )
+        _log_evaluation(run, dev, comparison, series)
+        bundle = ModelBundle(
+            tuple(m.checkpoint for m in dev.served), tuple(m.checkpoint for m in dev.evaluation), quantiles,
+            {"evaluation_end": str(dev.evaluation_end.date()), "served_end": str(dev.served_end.date()),
+             "data_version": str(data_version)},
+        )
+        example = series.groupby("unique_id").tail(cfg.window.lookback).head(cfg.window.lookback)
+        model_id = run.log_model(bundle, example)
+        best = min(baseline_mase, key=lambda b: baseline_mase[b])
+        version_tags = {
+            **tags, **_effort(dev, decision, champion),
+            "evaluation_end": str(dev.evaluation_end.date()), "served_end": str(dev.served_end.date()),
+            "backtest_cutoffs": ",".join(str(c.date()) for c in compared.cutoffs),
+            "compared": ",".join(comparison.index), "champion_compared": champion.info.version
+            if champion_mase is not None and champion else f"none: {why_not or 'no champion yet'}",
+            "best_baseline": best, "best_baseline_mase": f"{baseline_mase[best]:.6f}",
+            "baseline_quantiles": json.dumps(intervals.fit_quantiles(_residuals(dev.backtest, best))),
+            "backtest_mase": f"{comparison.loc[CANDIDATE, 'mase']:.6f}", "run_id": run.run_id,
+            "coverage_80": f"{comparison.loc[CANDIDATE, 'coverage_80']:.3f}",
+            "coverage_95": f"{comparison.loc[CANDIDATE, 'coverage_95']:.3f}",
+            "promoted": str(promotion.promote).lower(), "decision": promotion.reason,
+        }
+        description = _description(promotion, comparison, compared, dev, champion, champion_mase, why_not, data_version)
+        version = registry.register(run, model_id, version_tags, description)
+        registry.move_aliases(version, promotion.promote)
+    except BaseException:
+        try:
+            run.finish(failed=True)
+        except Exception as exc:  # noqa: BLE001 - the original error is the one to report
+            log.warning("could not mark MLflow run %s failed: %s", run.run_id, exc)
+        raise
+    run.finish()
+    return TrainOutcome(decision, registry.uri, version, run.run_id, promotion, comparison, dev, repaired)
+
+
+def _champion(registry: Registry, cfg: PipelineConfig, freq: str) -> tuple[Loaded | None, str | None]:
+    """The champion if it can be loaded and compared, else None and why not."""
+    info = registry.version(CHAMPION)
+    if info is None:
+        return None, None
+    try:
+        loaded = registry.load(CHAMPION)
+    except Exception as exc:  # noqa: BLE001 - a broken champion is replaced, not fatal
+        log.warning("champion v%s could not be loaded (%s): retraining from scratch", info.version, exc)
+        return None, f"champion v{info.version} could not be loaded ({str(exc).splitlines()[0][:200]})"
+    if loaded is None:
+        return None, None
+    ck = loaded.bundle.checkpoint
+    if ck.window.horizon != cfg.window.horizon or ck.freq != freq:
+        return None, (f"champion v{info.version} forecasts {ck.window.horizon} steps of {ck.freq}, "
+                      f"the configuration asks for {cfg.window.horizon} of {freq}")
+    if not loaded.bundle.evaluation:
+        return None, f"champion v{info.version} has no evaluation weights to score out of sample"
+    return loaded, None
+
+
+def _compared_windows(result: BacktestResult, champion: Loaded | None) -> tuple[BacktestResult, str | None]:
+    """The windows the gate compares: all, or with a champion only those whose cutoff lies
+    on or after the end of the data its evaluation weights learnt from."""
+    if champion is None:
+        return result, None
+    end = pd.Timestamp(champion.bundle.meta.get("evaluation_end", "2262-01-01"))
+    usable = [k for k, c in enumerate(result.cutoffs) if c >= end]
+    if not usable:
+        without = result.predictions["model"] != CHAMPION_MODEL
+        pruned = BacktestResult(result.predictions[without].reset_index(drop=True), result.scales)
+        return pruned, (f"champion v{champion.info.version}'s evaluation weights learnt from data up to "
+                        f"{end.date()}, after every backtest cutoff")
+    return result.restricted(usable), None
+
+
+def _description(
+    promotion: Promotion, comparison: pd.DataFrame, compared: BacktestResult, dev: Development,
+    champion: Loaded | None, champion_mase: float | None, why_not: str | None, data_version: int,
+) -> str:
+    verdict = "PROMOTED to champion" if promotion.promote else "NOT promoted"
+    cutoffs = ", ".join(str(c.date()) for c in compared.cutoffs)
+    first = dev.evaluation[0]
+    fits = [
+        f"- candidate (this version's evaluation weights): data up to {dev.evaluation_end.date()} "
+        f"(series table v{data_version}); early stopping chose epoch {first.best_epoch}",
+    ]
+    if champion is not None and champion_mase is not None:
+        fits.append(f"- champion v{champion.info.version} (its evaluation weights): data up to "
+                    f"{champion.bundle.meta.get('evaluation_end', '?')}")
+    elif why_not:
+        fits.append(f"- champion: not compared: {why_not}")
+    fits.append("- baselines: fitted at each cutoff on the history up to it")
+    return (
+        f"**{verdict}**: {promotion.reason}.\n\n"
+        f"Backtest on {len(compared.cutoffs)} rolling-origin windows with cutoffs {cutoffs}; the same series and "
+        "target dates for every model (mean over series and windows):\n\n"
+        f"{markdown_table(comparison[_REVIEW_COLUMNS])}\n\n"
+        "Fit on:\n" + "\n".join(fits) + "\n\n"
+        f"**Served weights** (what forecasts): the same procedure refit on all data up to {dev.served_end.date()}, "
+        f"for the {dev.served[0].best_epoch} epochs its evaluation chose; never scored on data they learnt from.\n"
+    )
+
+
+def _effort(dev: Development, decision: TrainingDecision, champion: Loaded | None) -> dict[str, str]:
+    steps = sum(m.steps for m in (*dev.evaluation, *dev.served))
+    effort = {"epochs": str(len(dev.evaluation[0].history)), "best_epoch": str(dev.evaluation[0].best_epoch),
+              "steps": str(steps), "device": dev.evaluation[0].device, "ensemble": str(len(dev.evaluation))}
+    if decision.action == "finetune" and champion is not None:
+        # What a full retrain cost, for the reviewer's comparison.
+        effort["retrain_steps"] = champion.info.tags.get("retrain_steps", champion.info.tags.get("steps", ""))
+    else:
+        effort["retrain_steps"] = str(steps)
+    return effort
+
+
+def _data_tags(
+    series: pd.DataFrame, data_version: int, decision: TrainingDecision, cfg: PipelineConfig, freq: str,
+    now: datetime, champion: Loaded | None,
+) -> dict[str, str]:
+    digest = hashlib.sha256(pd.util.hash_pandas_object(series[["unique_id", "ds", "y"]], index=False).to_numpy())
+    # The age policy counts from the last full retrain: a fine-tune inherits its parent's.
+    retrained_at = champion.info.tags.get("retrained_at", champion.info.created.isoformat()) \
+        if decision.action == "finetune" and champion else now.isoformat()
+    return {
+        "training_mode": decision.action,
+        "training_reason": decision.reason,
+        "data_version": str(data_version),
+        "data_hash": digest.hexdigest()[:16],
+        "data_end": str(series["ds"].max().date()),
+        "n_series": str(series["unique_id"].nunique()),
+        "seed": str(cfg.train.seed),
+        "config_hash": model_config_hash(cfg, freq),
+        "code_version": _code_version(),
+        "retrained_at": retrained_at,
+    }
+
+
+def _params(cfg: PipelineConfig, freq: str, season: int) -> dict[str, object]:
+    params: dict[str, object] = {"freq": freq, "season_length": season}
+    for section in ("window", "model", "train", "backtest"):
+        for key, value in getattr(cfg, section).model_dump().items():
+            params[f"{section}.{key}"] = value
+    return params
+
+
+def _residuals(evaluation: BacktestResult, model: str) -> pd.DataFrame:
+    p = evaluation.predictions
+    return intervals.scaled_residuals(p[p["model"] == model], evaluation.scales)
+
+
+def _coverage(evaluation: BacktestResult) -> pd.DataFrame:
+    """Empirical coverage of each model's conformal intervals on the backtest windows."""
+    rows = {}
+    for model in evaluation.models():
+        cov = intervals.coverage(_residuals(evaluation, model))
+        rows[model] = {f"coverage_{level}": value for level, value in cov.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _log_evaluation(run: TrainingRun, dev: Development, comparison: pd.DataFrame, series: pd.DataFrame) -> None:
+    metrics = [c for c in comparison.columns if c not in ("n_series", "n_windows", "n_unscaled")]
+    for model, row in comparison.iterrows():
+        run.log_metrics({f"{model}_{metric}": row[metric] for metric in metrics})
+    run.log_metrics({"backtest_mase": comparison.loc[CANDIDATE, "mase"], "best_epoch": dev.evaluation[0].best_epoch})
+    by_step = dev.backtest.by_step()
+    for step, row in by_step.loc[CANDIDATE].iterrows():
+        run.log_metrics({"mase_by_step": row["mase"]}, step=int(step))
+    run.log_table(dev.backtest.scores(), "backtest_scores.csv")
+    run.log_table(by_step.reset_index(), "error_by_step.csv")
+    sample = sorted(series["unique_id"].unique())[:4]
+    figures = {
+        "loss_curve.png": plots.loss_curve(dev.evaluation[0].history),
+        "error_by_step.png": plots.error_by_step(by_step),
+        "forecast_vs_actual.png": plots.forecast_vs_actual(dev.backtest.predictions, series, sample),
+    }
+    for name, figure in figures.items():
+        run.log_figure(figure, name)
+        plots.close(figure)
+
+
+def _code_version() -> str:
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
