@@ -1,13 +1,17 @@
-"""What every flow shares: resolving its configuration and publishing artifacts."""
+"""What every flow shares: resolving its configuration, publishing artifacts, reading states."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lstm_pipeline.config import PipelineConfig, load_config
+from lstm_pipeline.errors import PipelineError
+from lstm_pipeline.runs import COMPLETED, FAILED, StageOutcome
 
-__all__ = ["publish_markdown", "publish_table", "resolve_config"]
+__all__ = ["outcome_of", "publish_markdown", "publish_table", "resolve_config"]
 
 
 def resolve_config(config: PipelineConfig | None, config_file: str | None) -> PipelineConfig:
@@ -22,3 +26,17 @@ def publish_table(key: str, frame: pd.DataFrame, description: str) -> None:
 
 def publish_markdown(key: str, text: str, description: str) -> None:
     create_markdown_artifact(key=key, markdown=text, description=description)
+
+
+def outcome_of(stage: str, state: Any, done: str = "") -> StageOutcome:
+    """A stage's outcome from its final Prefect state, with a one-line reason when it failed."""
+    if state.is_completed():
+        return StageOutcome(stage, COMPLETED, done)
+    error = state.result(raise_on_failure=False) if state.is_failed() else None
+    if isinstance(error, PipelineError):
+        why = str(error).strip().splitlines()[0]
+    elif isinstance(error, BaseException):
+        why = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+    else:
+        why = state.message or state.name
+    return StageOutcome(stage, FAILED, why)

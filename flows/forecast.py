@@ -1,4 +1,4 @@
-"""Forecast flow: the champion forecasts every series; the vintage is kept in ``forecasts``."""
+"""Forecast flow: the champion (or the best baseline) forecasts every current series."""
 
 from __future__ import annotations
 
@@ -8,9 +8,21 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import publish_markdown, resolve_config
 from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.errors import ModelLoadError
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
+def _retry_io_only(task: object, task_run: object, state: object) -> bool:
+    """A broken model version will not mend itself: retry only other failures."""
+    try:
+        state.result()  # type: ignore[attr-defined]
+    except ModelLoadError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_io_only, cache_policy=NO_CACHE)
 def forecast_with_champion(cfg: PipelineConfig) -> steps.ForecastOutcome:
     # Safe to retry: the write is a keyed merge, a rerun replaces rather than duplicates.
     return steps.run_forecast(cfg)
@@ -21,4 +33,6 @@ def forecast_flow(config: PipelineConfig | None = None, config_file: str | None 
     cfg = resolve_config(config, config_file)
     outcome = forecast_with_champion(cfg)
     publish_markdown("forecast-summary", f"```\n{outcome.summary()}\n```", "Forecasts written")
-    return {"model_version": outcome.model_version, "rows": outcome.rows, "table_version": outcome.table_version}
+    return {"model_name": outcome.model_name, "model_version": outcome.model_version, "rows": outcome.rows,
+            "series": outcome.series, "stale": len(outcome.stale), "source": outcome.source,
+            "table_version": outcome.table_version, "summary": outcome.summary()}

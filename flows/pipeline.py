@@ -1,18 +1,32 @@
-"""The scheduled pipeline: ingest -> monitor -> train (by policy) -> forecast, as subflows."""
+"""The scheduled pipeline: ingest -> monitor -> train (by policy) -> forecast, as subflows.
+
+Forecasts come first: a failed ingest, monitor or training does not stop the forecast
+stage, which then serves the current champion (or the best baseline). The run ends
+**Failed** when any stage failed, with a message naming each failure and saying whether
+forecasts were written, so that an alert on failed flow runs fires; the ``pipeline-run``
+artifact and the lake's ``runs`` table hold the same report.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
+from prefect.runtime import flow_run
+from prefect.states import Failed
 
-from flows.common import resolve_config
+from flows.common import outcome_of, publish_markdown, resolve_config
 from flows.forecast import forecast_flow
 from flows.ingest import ingest_flow
 from flows.monitor import monitor_flow
 from flows.train import Mode, train_flow
 from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.lake import Lake
+from lstm_pipeline.runs import SKIPPED, RunReport, StageOutcome, record_run
 
 
 @task(cache_policy=NO_CACHE)
@@ -40,15 +54,36 @@ def pipeline_flow(
     config: PipelineConfig | None = None,
     config_file: str | None = None,
     train_deployment: str | None = None,
-) -> dict[str, object]:
+) -> Any:
     """``train_deployment`` (e.g. ``train/gpu``): train there instead of in this process."""
+    started = datetime.now(UTC)
     cfg = resolve_config(config, config_file)
-    ingested = ingest_flow(sources, config=cfg) if sources else None
-    # Before training: live errors of earlier forecasts feed the retrain policy.
-    monitored = monitor_flow(config=cfg)
-    if train_deployment:
-        trained = train_on_work_pool(train_deployment, mode, cfg)
+    results: dict[str, Any] = {}
+    stages: list[StageOutcome] = []
+
+    def stage(name: str, state: Any, done: Any = None) -> None:
+        results[name] = state.result(raise_on_failure=False) if state.is_completed() else None
+        stages.append(outcome_of(name, state, done(results[name]) if done and results[name] is not None else ""))
+
+    if sources:
+        stage("ingest", ingest_flow(sources, config=cfg, return_state=True), lambda r: f"{r['rows_read']} rows read")
     else:
-        trained = train_flow(mode, config=cfg)
-    forecast = forecast_flow(config=cfg)
-    return {"ingest": ingested, "monitor": monitored, "train": trained, "forecast": forecast}
+        stages.append(StageOutcome("ingest", SKIPPED, "no sources given"))
+    # Before training: live errors of earlier forecasts feed the retrain policy.
+    stage("monitor", monitor_flow(config=cfg, return_state=True), lambda r: f"{r['realised']} rows realised")
+    if train_deployment:
+        stage("train", train_on_work_pool(train_deployment, mode, cfg, return_state=True),
+              lambda r: f"{r['deployment']} {r['state']}")
+    else:
+        stage("train", train_flow(mode, config=cfg, return_state=True),
+              lambda r: f"{r['action']}" + (f", v{r['version']} promoted={r['promoted']}" if r.get("version") else ""))
+    stage("forecast", forecast_flow(config=cfg, return_state=True),
+          lambda r: f"{r['rows']} rows from {r['model_name']} v{r['model_version']}")
+
+    report = RunReport(str(flow_run.get_id() or "local"), tuple(stages), started)
+    record_run(Lake.from_config(cfg.lake), report)
+    publish_markdown("pipeline-run", f"**{report.message()}**\n\n{report.markdown()}", "What each stage did")
+    results["stages"] = {s.stage: {"state": s.state, "message": s.message} for s in report.stages}
+    if report.failed:
+        return Failed(message=report.message(), data=results)
+    return results

@@ -1,4 +1,4 @@
-"""Train flow: the policy decides, then train or fine-tune, backtest, register, gate."""
+"""Train flow: the policy decides, then evaluate, refit, register and gate."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import publish_markdown, publish_table, resolve_config
-from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.training import TrainOutcome, run_training
 
 Mode = Literal["auto", "retrain", "finetune"]
 
 
 @task(cache_policy=NO_CACHE)
-def train_and_gate(cfg: PipelineConfig, mode: Mode) -> steps.TrainOutcome:
-    return steps.run_training(cfg, mode)
+def train_and_gate(cfg: PipelineConfig, mode: Mode) -> TrainOutcome:
+    # No task retry: a rerun would repeat the whole training. Its MLflow I/O is retried
+    # inside, within registry.max_wait_s.
+    return run_training(cfg, mode)
 
 
 @flow(name="train", timeout_seconds=6 * 3600)
@@ -34,5 +36,6 @@ def train_flow(
             key="mlflow-run", link=f"{outcome.tracking_uri.rstrip('/')}/#/runs/{outcome.run_id}",
             description=f"MLflow run of model version {outcome.version}",
         )
-    return {"action": outcome.decision.action, "version": outcome.version, "run_id": outcome.run_id,
-            "promoted": bool(outcome.promotion and outcome.promotion.promote)}
+    return {"action": outcome.decision.action, "reason": outcome.decision.reason, "version": outcome.version,
+            "run_id": outcome.run_id, "promoted": bool(outcome.promotion and outcome.promotion.promote),
+            "summary": outcome.summary()}

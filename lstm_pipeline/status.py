@@ -13,12 +13,13 @@ from pathlib import Path
 import pandas as pd
 
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.lake import ACCURACY, BATCHES, FORECASTS, QUARANTINE, SERIES, Lake
+from lstm_pipeline.lake import ACCURACY, BATCHES, FORECASTS, QUARANTINE, RUNS, SERIES, Lake
 from lstm_pipeline.monitor import ACCURACY_COLUMNS, live_accuracy
+from lstm_pipeline.runs import last_failure
 
 __all__ = ["ModelStatus", "Status", "TableStatus", "collect_status", "render_status"]
 
-TABLES = (SERIES, QUARANTINE, BATCHES, FORECASTS, ACCURACY)
+TABLES = (SERIES, QUARANTINE, BATCHES, FORECASTS, ACCURACY, RUNS)
 ALIASES = ("champion", "challenger")
 # Tags of a model version worth a glance, in this order.
 _MODEL_TAGS = ("backtest_mase", "live_mase", "live_n_points", "training_mode", "data_version", "data_end")
@@ -54,6 +55,9 @@ class Status:
     latest_vintage: pd.DataFrame  # per model_version: series, rows, created_at of the latest cutoff
     live_by_version: pd.DataFrame  # live_accuracy per model_version
     live_recent: pd.DataFrame = field(default_factory=pd.DataFrame)  # per (model_version, cutoff), recent cutoffs
+    stale: dict[str, str] = field(default_factory=dict)  # unique_id -> last observation
+    failure: dict[str, object] | None = None  # the last failed stage of a pipeline run
+    registry_error: str | None = None  # why the registry could not be read, if it could not
 
     def render(self) -> str:
         out = [f"lake {self.lake_root}", f"  {'table':<11} {'version':>7} {'rows':>9}  last write (UTC)"]
@@ -68,7 +72,9 @@ class Status:
             out.append(f"registry: none yet (no model trained) for {self.model_name}")
         else:
             out.append(f"registry {self.model_name} at {self.tracking_uri}")
-            if not self.models:
+            if self.registry_error:
+                out.append(f"  unreachable: {self.registry_error}")
+            elif not self.models:
                 out.append("  no champion or challenger yet")
             for m in self.models:
                 facts = "  ".join(f"{k}={m.tags[k]}" for k in _MODEL_TAGS if k in m.tags)
@@ -80,8 +86,12 @@ class Status:
             out.append("forecasts: none yet")
         else:
             out.append(f"forecasts: latest cutoff {self.latest_cutoff.date()} ({self.vintages} cutoffs archived)")
-            for version, row in self.latest_vintage.iterrows():
-                out.append(f"  v{version}: {row['series']} series, {row['rows']} rows, written {row['created_at']}")
+            for (name, version), row in self.latest_vintage.iterrows():
+                who = f"baseline {version} (no LSTM has passed the gate yet)" if name == "baseline" else f"v{version}"
+                out.append(f"  {who}: {row['series']} series, {row['rows']} rows, written {row['created_at']}")
+        if self.stale:
+            shown = ", ".join(f"{uid} (last {last})" for uid, last in list(self.stale.items())[:10])
+            out.append(f"  {len(self.stale)} stale series, not forecast: {shown}" + (" ..." if len(self.stale) > 10 else ""))
         out.append("")
         if self.live_by_version.empty:
             out.append("live accuracy: no forecast has reached its target dates yet")
@@ -90,6 +100,12 @@ class Status:
             out.append(_indent(_fmt(self.live_by_version)))
             out.append("recent cutoffs:")
             out.append(_indent(_fmt(self.live_recent)))
+        out.append("")
+        if self.failure is None:
+            out.append("last failure: none recorded")
+        else:
+            f = self.failure
+            out.append(f"last failure: {f['stage']} in run {f['run_id']} at {f['finished_at']}: {f['message']}")
         return "\n".join(out)
 
 
@@ -98,14 +114,15 @@ def collect_status(cfg: PipelineConfig, recent_cutoffs: int = 3) -> Status:
     lake = Lake.from_config(cfg.lake)
     tables = tuple(_table(lake, name) for name in TABLES)
 
-    forecasts = lake.read(FORECASTS, columns=["unique_id", "cutoff", "model_version", "created_at"]) \
+    forecasts = lake.read(FORECASTS, columns=["unique_id", "cutoff", "model_name", "model_version", "created_at"]) \
         if lake.exists(FORECASTS) else pd.DataFrame()
     latest_cutoff, vintages, latest = None, 0, pd.DataFrame(columns=["series", "rows", "created_at"])
     if not forecasts.empty:
         latest_cutoff = pd.Timestamp(forecasts["cutoff"].max())
         vintages = int(forecasts["cutoff"].nunique())
-        newest = forecasts[forecasts["cutoff"] == latest_cutoff]
-        latest = newest.groupby("model_version").agg(
+        # The latest run's vintage: the rows written last (series' cutoffs may differ).
+        newest = forecasts[forecasts["created_at"] == forecasts["created_at"].max()]
+        latest = newest.groupby(["model_name", "model_version"]).agg(
             series=("unique_id", "nunique"), rows=("unique_id", "size"), created_at=("created_at", "max")
         )
 
@@ -117,9 +134,16 @@ def collect_status(cfg: PipelineConfig, recent_cutoffs: int = 3) -> Status:
         keep = sorted(accuracy["cutoff"].unique())[-recent_cutoffs:]
         recent = live_accuracy(accuracy[accuracy["cutoff"].isin(keep)], by=["model_version", "cutoff"])
 
-    uri, models = _models(cfg)
+    uri, models, registry_error = _models(cfg)
+    stale: dict[str, str] = {}
+    freq = cfg.data.freq or lake.freq()
+    if freq and lake.exists(SERIES):
+        from lstm_pipeline.steps import max_staleness, stale_series
+
+        stale = stale_series(lake.read(SERIES, columns=["unique_id", "ds"]), freq, max_staleness(cfg, freq))
     return Status(
         lake.root, tables, cfg.registry.model_name, uri, models, latest_cutoff, vintages, latest, by_version, recent,
+        stale, dict(last_failure(lake) or {}) or None, registry_error,
     )
 
 
@@ -139,23 +163,29 @@ def _table(lake: Lake, name: str) -> TableStatus:
     return TableStatus(name, version, rows, when, str(last.get("operation", "")))
 
 
-def _models(cfg: PipelineConfig) -> tuple[str | None, tuple[ModelStatus, ...]]:
+def _models(cfg: PipelineConfig) -> tuple[str | None, tuple[ModelStatus, ...], str | None]:
     from lstm_pipeline.registry import (  # mlflow is heavy: import on use
         Registry,
+        RegistryUnavailable,
         resolve_tracking_uri,
     )
 
     root = Lake.from_config(cfg.lake).root
     uri = resolve_tracking_uri(cfg.registry, root)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        return None, ()
-    registry = Registry(cfg.registry, root)
+        return None, (), None
+    # Reading the registry must not keep the operator waiting: a short budget.
+    registry = Registry(cfg.registry.model_copy(update={"max_wait_s": min(cfg.registry.max_wait_s, 10.0)}), root)
     models = []
-    for alias in ALIASES:
-        info = registry.version(alias)
-        if info is not None:
-            models.append(ModelStatus(alias, info.version, info.created, dict(info.tags), info.tags.get("decision", "")))
-    return registry.uri, tuple(models)
+    try:
+        for alias in ALIASES:
+            info = registry.version(alias)
+            if info is not None:
+                models.append(ModelStatus(alias, info.version, info.created, dict(info.tags),
+                                          info.tags.get("decision", "")))
+    except RegistryUnavailable as exc:
+        return registry.uri, (), str(exc)
+    return registry.uri, tuple(models), None
 
 
 def _fmt(frame: pd.DataFrame) -> str:

@@ -9,14 +9,11 @@ commits; and the tables read back by a second engine (polars).
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import logging
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -39,6 +36,7 @@ from lstm_pipeline.lake import BATCHES, FORECASTS, QUARANTINE, SERIES, Lake
 from lstm_pipeline.services import ObjectStore, clean_env
 from tests.conftest import ROOT
 from tests.data.test_crash_and_concurrency import monthly, same, write_csv
+from tests.e2e.relay import Relay
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -230,62 +228,6 @@ def crash_case() -> CrashCase:
     return CrashCase(base.sort_values(["unique_id", "ds"], kind="stable"), run, final)
 
 
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host"}
-
-
-class CommitInFlight:
-    """An HTTP relay to the object store that holds the first PUT whose path matches
-    ``pattern`` (a commit), says so, and drops it when released: the commit of a writer
-    killed meanwhile never completes, as S3 discards an upload whose client died."""
-
-    def __init__(self, upstream: str, pattern: str) -> None:
-        host, port = upstream.rsplit("//", 1)[1].split(":")
-        self.pattern = re.compile(pattern)
-        self.arrived, self.release = threading.Event(), threading.Event()
-        relay = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def relay(self) -> None:
-                size = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(size) if size else None
-                if self.command == "PUT" and not relay.arrived.is_set() and relay.pattern.search(self.path):
-                    relay.arrived.set()
-                    relay.release.wait(60)
-                    self.close_connection = True
-                    return
-                upstream_conn = http.client.HTTPConnection(host, int(port), timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                upstream_conn.request(self.command, self.path, body=body, headers={**headers, "Host": self.headers["Host"]})
-                response = upstream_conn.getresponse()
-                data = response.read()
-                self.send_response(response.status, response.reason)
-                for key, value in response.getheaders():
-                    if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                        self.send_header(key, value)
-                length = response.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
-                self.send_header("Content-Length", length)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                upstream_conn.close()
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 MOMENTS = {
     # (table whose commit is in flight at the kill, or None: kill after a delay)
     "its series commit in flight": SERIES,
@@ -303,7 +245,10 @@ def test_sigkill_during_an_s3_commit_keeps_the_previous_version_and_a_rerun_land
     ingest(lake, [write_csv(crash_case.base, tmp_path / "base.csv")], CFG)
     source = write_csv(crash_case.run, tmp_path / "run.csv")
     held = MOMENTS[moment]
-    relay = CommitInFlight(s3.store.endpoint, rf"/{re.escape(root.split('/', 3)[3])}/{held}/_delta_log/\d{{20}}\.json")
+    # The object store's end of the commit: the first PUT of a commit file of that table is
+    # held, and dropped when released, as S3 discards an upload whose client died.
+    relay = Relay(s3.store.endpoint, hold=rf"/{re.escape(root.split('/', 3)[3])}/{held}/_delta_log/\d{{20}}\.json",
+                  methods=("PUT",))
 
     ready = tmp_path / "ready"
     proc = start_child(s3, root, [source], ready, endpoint=relay.endpoint)

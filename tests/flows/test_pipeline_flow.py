@@ -78,12 +78,16 @@ def test_cli_reports_an_unreadable_file_by_name_and_lands_nothing(tmp_path: Path
     assert Lake(root).version(SERIES) is None
 
 
-def test_cli_forecast_without_a_champion_says_why(tmp_path: Path, trend_csv: Callable[..., Path]) -> None:
+def test_cli_forecast_without_a_champion_writes_the_baseline_labelled_as_such(
+    tmp_path: Path, trend_csv: Callable[..., Path]
+) -> None:
     root = tmp_path / "lake"
     assert CliRunner().invoke(app, ["ingest", str(trend_csv()), "--root", str(root)]).exit_code == 0
 
     result = CliRunner().invoke(app, ["forecast", "--root", str(root)])
 
-    assert result.exit_code == 1
-    assert "no model has alias 'champion'" in result.output
-    assert Lake(root).version(FORECASTS) is None
+    assert result.exit_code == 0, result.output
+    assert "baseline seasonal_naive (no LSTM has passed the gate yet)" in result.output
+    forecasts = Lake(root).read(FORECASTS)
+    assert set(forecasts["model_name"]) == {"baseline"} and set(forecasts["model_version"]) == {"seasonal_naive"}
+    assert forecasts.groupby("unique_id").size().eq(12).all()
