@@ -8,6 +8,9 @@ Contract (docs/INGEST.md has the outcome table):
   read as a table at all raises IngestError naming it, and nothing of the run lands.
 * A source is identified by the sha256 of its bytes; bytes already recorded in
   ``batches`` (or seen earlier in the same run) are a "duplicate" and write nothing.
+  A file whose path, size and modification time (ns) match a ``batches`` row is not
+  even read: a landing folder that keeps every file it ever received costs a
+  ``stat`` per old file, not a read and a hash.
 * Writes, each ONE atomic Delta commit, in this order: rejected rows -> ``quarantine``;
   good rows of all sources -> ``series`` (one merge; if two sources of a run hold the
   same key, the later source wins, as it would in two runs); then, LAST, one ``batches``
@@ -20,6 +23,7 @@ Contract (docs/INGEST.md has the outcome table):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -38,6 +42,7 @@ from lstm_pipeline.lake import BATCHES, QUARANTINE, SERIES, Lake
 from lstm_pipeline.sources import (
     IngestError,
     LoadedSource,
+    fingerprint,
     load_source,
     read_as_text,
     resolve_sources,
@@ -86,6 +91,7 @@ class IngestReport:
     freq: str | None
     series_version: int | None
     versions: dict[str, int | None] = field(default_factory=dict)
+    not_read: int = 0  # duplicates known by path, size and mtime: not read at all
 
     @property
     def ingested(self) -> tuple[SourceReport, ...]:
@@ -133,8 +139,9 @@ class IngestReport:
     def summary(self) -> str:
         """A few human-readable lines for the CLI and flow logs."""
         lines = [
-            f"{len(self.ingested)} source(s) ingested, {len(self.duplicates)} duplicate(s) skipped;"
-            f" freq {self.freq}; series table version {self.series_version}",
+            f"{len(self.ingested)} source(s) ingested, {len(self.duplicates)} duplicate(s) skipped"
+            + (f" ({self.not_read} unchanged since ingested, not read)" if self.not_read else "")
+            + f"; freq {self.freq}; series table version {self.series_version}",
             f"rows: {self.rows_read} read, {self.rows_landed} landed ({self.rows_inserted} inserted,"
             f" {self.rows_updated} updated, {self.rows_unchanged} unchanged), {self.rows_quarantined} quarantined;"
             f" {self.series_added} new series",
@@ -145,20 +152,37 @@ class IngestReport:
             lines.append("lake versions: " + ", ".join(
                 f"{t} {'-' if v is None else v}" for t, v in self.versions.items()
             ))
+        skipped = 0
         for s in self.sources:
+            if s.status != "ingested":
+                skipped += 1
+                if skipped > 20:
+                    continue
             detail = f"{s.rows_read} read, {s.rows_quarantined} quarantined" if s.status == "ingested" else "skipped"
             lines.append(f"  {s.source}: {s.status} [{s.batch_id}] {detail}")
+        if skipped > 20:
+            lines.append(f"  ... and {skipped - 20} more duplicates")
         return "\n".join(lines)
 
 
 def ingest(lake: Lake, sources: Sequence[str | Path], cfg: DataConfig) -> IngestReport:
     """Read, validate and land ``sources`` in ``lake`` (see the module docstring)."""
-    known = set(lake.read(BATCHES, columns=["content_hash"])["content_hash"]) if lake.exists(BATCHES) else set()
+    recorded = _recorded(lake)
+    known = set(recorded["content_hash"])
+    by_stats = {(s, n, t): h for h, s, n, t in recorded.itertuples(index=False) if n is not None and t is not None}
     loaded: list[LoadedSource] = []
     for source in resolve_sources(sources):
-        item = load_source(source, cfg, known)
+        stats = fingerprint(source)
+        if stats is not None and (str(source), *stats) in by_stats:
+            loaded.append(LoadedSource(str(source), by_stats[(str(source), *stats)], source, fingerprint=stats,
+                                       unchanged=True))
+            continue
+        item = dataclasses.replace(load_source(source, cfg, known), fingerprint=stats)
         known.add(item.content_hash)
         loaded.append(item)
+    not_read = sum(item.unchanged for item in loaded)
+    if not_read:
+        _log.info("%d source(s) unchanged since they were ingested (same path, size and mtime): not read", not_read)
     freq = _resolve_freq(lake, cfg, [item for item in loaded if item.parsed is not None])
     checked = {}
     for i, item in enumerate(loaded):
@@ -167,7 +191,7 @@ def ingest(lake: Lake, sources: Sequence[str | Path], cfg: DataConfig) -> Ingest
         checked[item.batch_id] = _check(item, freq)
         if len(checked[item.batch_id].bad) and item.read is not None and item.read.typed:
             # Rows will be quarantined, with the file's own text: read it again as text.
-            loaded[i] = read_as_text(item, cfg)
+            loaded[i] = dataclasses.replace(read_as_text(item, cfg), fingerprint=item.fingerprint)
             checked[item.batch_id] = _check(loaded[i], freq)
     fresh = [item for item in loaded if item.parsed is not None]
 
@@ -216,11 +240,17 @@ def ingest(lake: Lake, sources: Sequence[str | Path], cfg: DataConfig) -> Ingest
         ))
     if fresh:
         version = written.version if written is not None else lake.version(SERIES)
-        batches = pd.DataFrame([_batch_row(r, freq, version, ingested_at) for r in reports if r.status == "ingested"])
+        stats = {item.content_hash: item.fingerprint for item in fresh}
+        landed = [r for r in reports if r.status == "ingested"]
+        batches = pd.DataFrame([_batch_row(r, freq, version, ingested_at) for r in landed])
+        # The fingerprint a later run compares before it reads the file (null: unknown).
+        for k, column in enumerate(("size", "mtime_ns")):
+            batches[column] = pd.array([(stats[r.content_hash] or (None, None))[k] for r in landed], dtype="Int64")
         lake.upsert(BATCHES, batches, keys=["content_hash"], compare=[str(c) for c in batches if c != "ingested_at"],
                     commit_metadata=metadata)
+    _refresh_fingerprints(lake, recorded, loaded)
     versions = {table: lake.version(table) for table in (SERIES, QUARANTINE, BATCHES)}
-    report = IngestReport(tuple(reports), freq, versions[SERIES], versions)
+    report = IngestReport(tuple(reports), freq, versions[SERIES], versions, not_read)
     _log.info("ingest finished:\n%s", report.summary())
     return report
 
@@ -366,6 +396,37 @@ def _snapshot(lake: Lake, goods: list[pa.Table], compare: list[str]) -> pd.DataF
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _recorded(lake: Lake) -> pd.DataFrame:
+    """``content_hash, source, size, mtime_ns`` of every ingested source, as Python objects
+    (exact integers; None where a row has no fingerprint)."""
+    columns = ["content_hash", "source", "size", "mtime_ns"]
+    present = lake.columns(BATCHES)
+    table = lake.scan(BATCHES, columns=[c for c in columns if c in present]) if present else None
+    # Arrow to Python, not to pandas: a nanosecond mtime (about 1.7e18) does not survive float64.
+    values = {c: table.column(c).to_pylist() if table is not None and c in present else
+              [None] * (table.num_rows if table is not None else 0) for c in columns}
+    return pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in values.items()})
+
+
+def _refresh_fingerprints(lake: Lake, recorded: pd.DataFrame, loaded: list[LoadedSource]) -> None:
+    """A duplicate found by its hash at the path recorded for it, but with another size or
+    mtime (copied back, touched, or ingested before fingerprints were kept): record its
+    fingerprint, so that the next run need not read it."""
+    rows = recorded.set_index("content_hash")
+    stale = []
+    for item in loaded:
+        if item.parsed is not None or item.unchanged or item.fingerprint is None or item.content_hash not in rows.index:
+            continue
+        row = rows.loc[item.content_hash]
+        if row["source"] == item.name and (row["size"], row["mtime_ns"]) != item.fingerprint:
+            stale.append((item.content_hash, *item.fingerprint))
+    if stale:
+        hashes, sizes, mtimes = zip(*stale, strict=True)
+        update = pd.DataFrame({"content_hash": list(hashes), "size": pd.array(sizes, dtype="Int64"),
+                               "mtime_ns": pd.array(mtimes, dtype="Int64")})
+        lake.upsert(BATCHES, update, keys=["content_hash"], compare=["size", "mtime_ns"])
 
 
 def _batch_row(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import hashlib
 import json
 from pathlib import Path
@@ -290,3 +291,70 @@ def test_a_first_file_whose_every_row_is_bad_is_quarantined_not_refused(lake: La
     assert (report.freq, report.rows_quarantined, report.series_version) == (None, 2, None)
     assert lake.read(QUARANTINE).sort_values("row")["reason"].tolist() == ["ds unparsable: 'junk'", "unique_id empty"]
     assert lake.freq() is None and not lake.exists(SERIES)
+
+
+# --- a landing folder that keeps every file it ever received -----------------------------
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read() calls so far (page cache included)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def _landing(folder: Path, n: int, start: int = 0, series: int = 1) -> list[Path]:
+    folder.mkdir(exist_ok=True)
+    paths = []
+    ds = list(pd.date_range("2015-01-01", periods=60, freq="MS").strftime("%Y-%m-%d"))
+    for i in range(start, start + n):
+        frame = pd.DataFrame({"unique_id": [f"f{i:04d}-{s}" for s in range(series) for _ in ds], "ds": ds * series,
+                              "y": [float(i * 100 + k) for _ in range(series) for k in range(60)]})
+        paths.append(folder / f"day-{i:04d}.csv")
+        frame.to_csv(paths[-1], index=False)
+    return paths
+
+
+def test_files_already_ingested_are_not_read_again(lake: Lake, tmp_path: Path) -> None:
+    folder = tmp_path / "incoming"
+    old = _landing(folder, 100, series=20)  # about 5 MB
+    ingest(lake, [folder], CFG)
+    old_bytes = sum(p.stat().st_size for p in old)
+    new = _landing(folder, 1, start=100)
+
+    before = _bytes_read()
+    report = ingest(lake, [folder], CFG)
+    read = _bytes_read() - before
+
+    assert [s.source for s in report.ingested] == [str(new[0])]
+    assert len(report.duplicates) == 100 and report.not_read == 100
+    # The old files' bytes were not read: what was read is the new file plus the lake's own
+    # tables and logs, far less than the old files.
+    assert read < old_bytes / 5, (read, old_bytes)
+
+
+def test_a_touched_file_is_hashed_once_then_known_by_its_new_fingerprint(lake: Lake, tmp_path: Path) -> None:
+    folder = tmp_path / "incoming"
+    (path,) = _landing(folder, 1)
+    ingest(lake, [folder], CFG)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # same bytes, newer mtime
+
+    touched = ingest(lake, [folder], CFG)
+    assert [s.status for s in touched.sources] == ["duplicate"] and touched.not_read == 0  # read and hashed
+    again = ingest(lake, [folder], CFG)
+    assert [s.status for s in again.sources] == ["duplicate"] and again.not_read == 1  # now known without reading
+    assert len(lake.read(BATCHES)) == 1
+
+
+def test_a_file_rewritten_in_place_with_new_bytes_is_ingested(lake: Lake, tmp_path: Path) -> None:
+    path = write(tmp_path / "daily.csv", GOOD)
+    ingest(lake, [path], CFG)
+    stat = path.stat()
+    write(path, GOOD.replace("a,2020-03-01,3", "a,2020-03-01,4"))  # same size, new content
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+
+    report = ingest(lake, [path], CFG)
+
+    assert [s.status for s in report.sources] == ["ingested"]
+    assert ("a", "2020-03-01", 4.0) in rows(lake)
