@@ -9,6 +9,7 @@ Environment variables are named ``LSTM_PIPELINE_<SECTION>__<FIELD>``, for exampl
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,16 +75,34 @@ class DataConfig(_Section):
 
 
 class WindowConfig(_Section):
-    lookback: int = Field(24, ge=1)
+    """The horizon and the input lengths (see :meth:`input_lengths`)."""
+
+    # One input length for every member (None: the members' lengths come from lookbacks).
+    lookback: int | None = Field(None, ge=1)
     horizon: int = Field(12, ge=1)
-    # Input lengths of the ensemble's members, in turn (empty: every member uses lookback).
+    # The members' input lengths, in turn (empty: 1.25 seasons, 2 and 3 horizons).
     lookbacks: tuple[int, ...] = ()
+
+    def input_lengths(self, season_length: int) -> tuple[int, ...]:
+        """The input lengths the ensemble's members take in turn.
+
+        ``lookbacks`` if set, else ``lookback``, else one and a quarter seasons (one horizon
+        without a season), two horizons and three horizons: 15, 24, 36 for monthly data
+        with horizon 12; 5, 16, 24 for quarterly with horizon 8.
+        """
+        if self.lookbacks:
+            return self.lookbacks
+        if self.lookback is not None:
+            return (self.lookback,)
+        H = self.horizon
+        first = math.ceil(1.25 * season_length) if season_length > 1 else H
+        return tuple(dict.fromkeys((first, 2 * H, 3 * H)))
 
 
 class ModelConfig(_Section):
     """Options of the global LSTM; each maps onto ``torch.nn.LSTM``."""
 
-    hidden_size: int = Field(64, ge=1)
+    hidden_size: int = Field(32, ge=1)
     num_layers: int = Field(1, ge=1)
     # Between stacked layers (nn.LSTM's own option): no effect with one layer.
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -108,15 +127,16 @@ class TrainConfig(_Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     grad_clip: float = Field(1.0, gt=0)
-    patience: int = Field(15, ge=1)
+    patience: int = Field(8, ge=1)
     loss: Literal["mae", "mse", "huber"] = "mae"
     # "mase": weight each series' loss by scale / seasonal-naive MAE, i.e. train on MASE.
     loss_weighting: Literal["mase", "none"] = "mase"
     seed: int = 42
     # Weights scored and kept: an exponential moving average over steps (0: the raw weights).
     ema_decay: float = Field(0.98, ge=0, lt=1)
-    # Models trained with seeds seed, seed+1, ... and averaged; costs that many trainings.
-    ensemble: int = Field(1, ge=1)
+    # Members trained with seeds seed, seed+1, ... and the input lengths of window in turn;
+    # their forecasts' median is the forecast. Costs that many trainings.
+    ensemble: int = Field(3, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Fine-tuning: the same code path, started from the champion, with its own budget.
     finetune_epochs: int = Field(30, ge=1)
@@ -126,7 +146,7 @@ class TrainConfig(_Section):
 class BacktestConfig(_Section):
     """Rolling-origin evaluation over the last ``n_windows`` cutoff dates, ``step`` periods apart."""
 
-    n_windows: int = Field(3, ge=1)
+    n_windows: int = Field(2, ge=1)
     # None: the horizon (windows side by side, each period scored once).
     step: int | None = Field(None, ge=1)
     # Observations a series needs up to a cutoff to be scored there (None: season + 1, at least 3).

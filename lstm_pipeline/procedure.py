@@ -98,7 +98,7 @@ def develop(
                          f"the data span less than {H + (K - 1) * step} periods")
 
     evaluation = tuple(
-        fit(known, _member(cfg, k), freq, init=start_from.evaluation[k % len(start_from.evaluation)]
+        fit(known, _member(cfg, k, season), freq, init=start_from.evaluation[k % len(start_from.evaluation)]
             if start_from else None, callbacks=callbacks if k == 0 else (), meta=meta)
         for k in range(cfg.train.ensemble)
     )
@@ -109,16 +109,16 @@ def develop(
     }
     result = backtest(series, forecasters, cutoffs, H, freq, season, min_history(cfg, freq))
     served = tuple(
-        fit(series, _member(cfg, k), freq, init=start_from.served[k % len(start_from.served)] if start_from else None,
+        fit(series, _member(cfg, k, season), freq,
+            init=start_from.served[k % len(start_from.served)] if start_from else None,
             epochs=max(m.best_epoch, 1), lr_schedule=m.lr_schedule, meta=meta)
         for k, m in enumerate(evaluation)
     )
     return Development(evaluation, served, result, tuple(cutoffs))
 
 
-def _member(cfg: PipelineConfig, k: int) -> PipelineConfig:
+def _member(cfg: PipelineConfig, k: int, season: int) -> PipelineConfig:
     """Member ``k`` of the ensemble: consecutive seeds, and the input lengths in turn."""
-    overrides: dict[str, dict[str, object]] = {"train": {"seed": cfg.train.seed + k}}
-    if cfg.window.lookbacks:
-        overrides["window"] = {"lookback": cfg.window.lookbacks[k % len(cfg.window.lookbacks)]}
-    return cfg.with_overrides(overrides)
+    lengths = cfg.window.input_lengths(season)
+    return cfg.with_overrides({"train": {"seed": cfg.train.seed + k},
+                               "window": {"lookback": lengths[k % len(lengths)], "lookbacks": ()}})

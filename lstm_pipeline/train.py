@@ -114,11 +114,15 @@ def fit(
     ``train.finetune_lr`` apply.
     """
     started = time.perf_counter()
-    tc, L, H = cfg.train, cfg.window.lookback, cfg.window.horizon
+    season = cfg.data.season_length or season_length_for(freq)
+    # One model: the configured lookback, else the first of the ensemble's input lengths.
+    if cfg.window.lookback is None:
+        cfg = cfg.with_overrides({"window": {"lookback": cfg.window.input_lengths(season)[0], "lookbacks": ()}})
+    tc, H = cfg.train, cfg.window.horizon
+    L = int(cfg.window.lookback or 1)
     mode: Mode = "finetune" if init is not None else "retrain"
     torch.manual_seed(tc.seed)
     device = pick_device(tc.device)
-    season = cfg.data.season_length or season_length_for(freq)
     covariates = tuple(cfg.data.covariates)
     if init is not None:
         _check_compatible(init, cfg, season, covariates)

@@ -145,7 +145,8 @@ def run_training(
             {"evaluation_end": str(dev.evaluation_end.date()), "served_end": str(dev.served_end.date()),
              "data_version": str(data_version)},
         )
-        example = series.groupby("unique_id").tail(cfg.window.lookback).head(cfg.window.lookback)
+        longest = max(cfg.window.input_lengths(season))
+        example = series.groupby("unique_id").tail(longest).head(longest)
         model_id = run.log_model(bundle, example)
         best = min(baseline_mase, key=lambda b: baseline_mase[b])
         version_tags = {

@@ -57,7 +57,7 @@ def tiny_config(tmp_path: Path) -> Callable[..., PipelineConfig]:
             "lake": {"root": str(tmp_path / "lake")},
             "window": {"lookback": 24, "horizon": 12},
             "model": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0},
-            "train": {"max_epochs": 15, "patience": 8, "batch_size": 64, "finetune_epochs": 5},
+            "train": {"max_epochs": 15, "patience": 8, "batch_size": 64, "finetune_epochs": 5, "ensemble": 1},
             "backtest": {"n_windows": 1, "step": 12},
         }
         for key, value in sections.items():

@@ -57,7 +57,7 @@ def _cfg(root: Path) -> PipelineConfig:
         "lake": {"root": str(root)},
         "window": {"lookback": 24, "horizon": HORIZON},
         "model": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0},
-        "train": {"max_epochs": 6, "patience": 4, "batch_size": 64},
+        "train": {"max_epochs": 6, "patience": 4, "batch_size": 64, "ensemble": 1},
         "backtest": {"n_windows": 1, "step": 12},
     }, environ={})
 

@@ -62,7 +62,7 @@ RUN_TIMEOUT_S = 900  # generous: a loaded 2-core machine, a few process start-up
 TINY = {
     "window": {"lookback": 24, "horizon": HORIZON},
     "model": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0},
-    "train": {"max_epochs": 6, "patience": 4, "batch_size": 64, "finetune_epochs": 3},
+    "train": {"max_epochs": 6, "patience": 4, "batch_size": 64, "finetune_epochs": 3, "ensemble": 1},
     "backtest": {"n_windows": 1, "step": 12},
 }
 

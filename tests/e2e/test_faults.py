@@ -40,7 +40,7 @@ MODEL = "lstm-forecaster"
 TINY = {
     "window": {"lookback": 12, "horizon": 6},
     "model": {"hidden_size": 16, "num_layers": 1},
-    "train": {"max_epochs": 30, "patience": 30, "batch_size": 32, "finetune_epochs": 20},
+    "train": {"max_epochs": 30, "patience": 30, "batch_size": 32, "finetune_epochs": 20, "ensemble": 1},
     "backtest": {"n_windows": 1, "statistical_baselines": False},
     # Faults should end in seconds, not minutes.
     "registry": {"max_wait_s": 6, "request_timeout_s": 3},

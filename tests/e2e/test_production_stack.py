@@ -89,7 +89,7 @@ def stack(postgres: Postgres, object_store: ObjectStore, tmp_path_factory: pytes
                                                          "AWS_SECRET_ACCESS_KEY", "AWS_REGION")}},
         "window": {"lookback": 24, "horizon": HORIZON},
         "model": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0},
-        "train": {"max_epochs": 15, "patience": 8, "batch_size": 64, "finetune_epochs": 5},
+        "train": {"max_epochs": 15, "patience": 8, "batch_size": 64, "finetune_epochs": 5, "ensemble": 1},
         "backtest": {"n_windows": 1, "step": 12},
         "registry": {"tracking_uri": mlflow.url},
     }, environ={})
@@ -117,8 +117,9 @@ def test_a_retrain_then_a_finetune_are_registered_with_aliases(stack: Stack) -> 
     champion = client.get_model_version_by_alias(MODEL, CHAMPION)
     assert champion.version == ("2" if second.promotion and second.promotion.promote else "1")
     assert client.get_model_version_by_alias(MODEL, CHALLENGER).version == "2"
-    assert first.training is not None and second.training is not None
-    assert second.training.steps < first.training.steps  # the fine-tune is the cheaper path
+    assert first.development is not None and second.development is not None
+    steps_of = lambda dev: sum(m.steps for m in (*dev.evaluation, *dev.served))  # noqa: E731
+    assert steps_of(second.development) < steps_of(first.development)  # the fine-tune is the cheaper path
 
     # The registry lives in PostgreSQL: its tables hold the model and both versions.
     rows = stack.postgres.psql("SELECT name, version FROM model_versions ORDER BY version;",

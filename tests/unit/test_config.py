@@ -24,8 +24,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults() -> None:
     cfg = load_config(environ={})
     assert cfg == PipelineConfig()
-    assert cfg.window.horizon == 12 and cfg.window.lookback == 24
-    assert cfg.model.hidden_size == 64 and cfg.model.proj_size == 0
+    assert cfg.window.horizon == 12 and cfg.window.lookback is None and cfg.window.input_lengths(12) == (15, 24, 36)
+    assert cfg.model.hidden_size == 32 and cfg.model.proj_size == 0 and cfg.train.ensemble == 3
     assert cfg.data.freq is None and cfg.data.covariates == ()
 
 
@@ -33,7 +33,7 @@ def test_yaml_file_overrides_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, "model:\n  hidden_size: 32\nwindow:\n  horizon: 6\n")
     cfg = load_config(path, environ={})
     assert cfg.model.hidden_size == 32 and cfg.window.horizon == 6
-    assert cfg.model.num_layers == 1 and cfg.window.lookback == 24  # untouched fields keep defaults
+    assert cfg.model.num_layers == 1 and cfg.window.lookback is None  # untouched fields keep defaults
 
 
 def test_empty_yaml_file_gives_defaults(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_config_is_frozen() -> None:
 def test_with_overrides_returns_a_validated_copy() -> None:
     cfg = load_config(environ={})
     changed = cfg.with_overrides({"window": {"horizon": 3}})
-    assert changed.window.horizon == 3 and changed.window.lookback == 24
+    assert changed.window.horizon == 3 and changed.window.lookback is None
     assert cfg.window.horizon == 12
     with pytest.raises(ValidationError):
         cfg.with_overrides({"window": {"horizn": 3}})

@@ -192,7 +192,7 @@ def test_hash_is_stable_and_short() -> None:
         {"window": {"horizon": 6}},
         {"data": {"covariates": ["price"]}},
         {"train": {"loss": "mse"}},
-        {"train": {"ensemble": 3}},
+        {"train": {"ensemble": 5}},
         {"backtest": {"n_windows": 5}},
         {"backtest": {"step": 6}},
     ],
