@@ -159,6 +159,7 @@ def status(root: Root = None, config: ConfigFile = None) -> None:
 
 
 def _config(root: str | None, config_file: Path | None, **data: Any) -> PipelineConfig:
+    _logging()
     overrides: dict[str, Any] = {}
     if root:
         overrides["lake"] = {"root": root}
@@ -172,9 +173,22 @@ def _config(root: str | None, config_file: Path | None, **data: Any) -> Pipeline
 
 
 def _prepare(flows: bool = True) -> None:
-    """Offline settings, logging (console without tracebacks, file with them), the local API."""
+    """Offline settings, logging, and (for flow commands) the local API tied to this process."""
     for key, value in _OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
+    _logging()
+    if flows and not os.environ.get("PREFECT_API_URL"):
+        from lstm_pipeline import local_api
+
+        local_api.reap_orphans()
+        try:
+            local_api.start_tied_server(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
+        except Exception as exc:  # noqa: BLE001
+            _fail(f"Prefect's temporary local API did not start: {exc}")
+
+
+def _logging() -> None:
+    """The console shows log lines without tracebacks (unless --verbose); the file has them."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in list(root.handlers):
@@ -191,14 +205,6 @@ def _prepare(flows: bool = True) -> None:
     root.addHandler(console)
     for chatty in ("httpx", "alembic", "mlflow.store", "botocore", "urllib3"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    if flows and not os.environ.get("PREFECT_API_URL"):
-        from lstm_pipeline import local_api
-
-        local_api.reap_orphans()
-        try:
-            local_api.start_tied_server(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
-        except Exception as exc:  # noqa: BLE001
-            _fail(f"Prefect's temporary local API did not start: {exc}")
 
 
 def _flow(call: Any) -> Any:
@@ -240,9 +246,15 @@ def _expected(exc: BaseException) -> bool:
 
     if isinstance(exc, PipelineError | ValidationError | FileNotFoundError):
         return True
-    name = type(exc).__module__ + "." + type(exc).__name__
-    # The Prefect API (or its temporary local server) out of reach.
-    return name.startswith("httpx.") or "PrefectHTTPStatusError" in name or "ConnectError" in name
+    # The Prefect API (or its temporary local server) out of reach: httpx's transport
+    # errors, raised as they are or wrapped by Prefect ("Failed to reach API at ...").
+    cause: BaseException | None = exc
+    while cause is not None:
+        name = type(cause).__module__ + "." + type(cause).__name__
+        if name.startswith("httpx.") or "PrefectHTTPStatusError" in name or str(cause).startswith("Failed to reach API"):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -254,7 +266,7 @@ def _one_line(exc: BaseException) -> str:
         )
         return f"invalid configuration: {problems}"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if type(exc).__module__.startswith(("httpx", "prefect")):
+    if not isinstance(exc, PipelineError | FileNotFoundError):
         api = os.environ.get("PREFECT_API_URL") or "the temporary local API"
         return f"the Prefect API at {api} cannot be reached: {text}"
     return text
