@@ -26,6 +26,7 @@ What keeps a scheduled run safe when MLflow misbehaves:
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -147,6 +148,20 @@ class Registry:
         self.client = MlflowClient(self.uri, self.uri)
         self._waited = 0.0
         self.cache = _Cache(_cache_dir(cfg, lake_root, self.uri))
+        if self.uri.startswith("sqlite:///"):
+            self._create_sqlite_store(Path(self.uri.removeprefix("sqlite:///")))
+
+    def _create_sqlite_store(self, db: Path) -> None:
+        """Create (or migrate) a local SQLite store under a file lock: two processes doing it
+        at once would both try to create the same tables."""
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_name(db.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                self._call("open the store", self.client.search_experiments, max_results=1)
+                self._call("open the registry", self.client.search_registered_models, max_results=1)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @cached_property
     def experiment_id(self) -> str:
