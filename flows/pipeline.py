@@ -36,7 +36,7 @@ def train_on_work_pool(deployment: str, mode: Mode, cfg: PipelineConfig) -> dict
     It gets this run's resolved configuration, so both hosts use the same lake, registry
     and model settings whatever their own environment says.
     """
-    child = run_deployment(deployment, parameters={"mode": mode, "config": cfg.model_dump(mode="json")})
+    child = run_deployment(deployment, parameters={"mode": mode, "config": _without_secrets(cfg)})
     assert isinstance(child, FlowRun)  # called from sync code: the run, not a coroutine
     state = child.state
     if state is None or not state.is_completed():
@@ -45,6 +45,17 @@ def train_on_work_pool(deployment: str, mode: Mode, cfg: PipelineConfig) -> dict
             f"{state.name if state else 'without a state'}: {state.message if state else ''}"
         )
     return {"deployment": deployment, "flow_run": child.name, "flow_run_id": str(child.id), "state": state.name}
+
+
+def _without_secrets(cfg: PipelineConfig) -> dict[str, object]:
+    """The configuration as a flow-run parameter, which Prefect stores: without credentials
+    from ``lake.storage_options`` (the worker has its own, in its environment)."""
+    dumped = cfg.model_dump(mode="json")
+    options = dumped["lake"]["storage_options"]
+    dumped["lake"]["storage_options"] = {
+        k: v for k, v in options.items() if not any(word in k.upper() for word in ("SECRET", "TOKEN", "PASSWORD", "KEY"))
+    }
+    return dumped
 
 
 @flow(name="pipeline", timeout_seconds=8 * 3600)
