@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline import grid, metrics, seasonal
+from lstm_pipeline.errors import NotEnoughData
 
 __all__ = ["BacktestResult", "Forecaster", "backtest", "cutoff_dates"]
 

@@ -25,7 +25,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from lstm_pipeline.config import PipelineConfig, season_length_for

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.backtest import BacktestResult, Forecaster, backtest, cutoff_dates
 from lstm_pipeline.checkpoint import Checkpoint
 from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.forecast import predict_ensemble
 from lstm_pipeline.train import Callback, TrainResult, fit
 

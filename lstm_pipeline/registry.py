@@ -27,19 +27,15 @@ What keeps a scheduled run safe when MLflow misbehaves:
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import logging
 import math
 import os
 import random
-import shutil
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from importlib import metadata
@@ -56,12 +52,12 @@ from mlflow.models import infer_signature
 from lstm_pipeline.bundle import ModelBundle
 from lstm_pipeline.config import RegistryConfig
 from lstm_pipeline.errors import ModelLoadError, PipelineError
-from lstm_pipeline.policy import ChampionFacts
 from lstm_pipeline.train import EpochLog
+from lstm_pipeline.versions import Loaded, ModelCache, VersionInfo, cache_dir
 
 __all__ = [
     "CHALLENGER", "CHAMPION", "Loaded", "Registry", "RegistryUnavailable", "TrainingRun", "VersionInfo",
-    "markdown_table", "resolve_tracking_uri",
+    "resolve_tracking_uri",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,46 +77,6 @@ T = TypeVar("T")
 
 class RegistryUnavailable(PipelineError):
     """MLflow could not be reached (or kept failing) within ``registry.max_wait_s``."""
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    name: str
-    version: str
-    run_id: str
-    tags: Mapping[str, str]
-    description: str
-    created: datetime
-
-    def facts(self) -> ChampionFacts:
-        """The policy's view of this version, read from its tags."""
-        retrained = self.tags.get("retrained_at")
-        return ChampionFacts(
-            version=self.version,
-            trained_at=datetime.fromisoformat(retrained) if retrained else self.created,
-            data_version=int(self.tags.get("data_version", -1)),
-            config_hash=self.tags.get("config_hash", ""),
-            backtest_mase=float(self.tags.get("backtest_mase", "nan")),
-            live_mase=float(self.tags["live_mase"]) if "live_mase" in self.tags else None,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "run_id": self.run_id, "tags": dict(self.tags),
-                "description": self.description, "created": self.created.isoformat()}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> VersionInfo:
-        return cls(d["name"], d["version"], d["run_id"], dict(d["tags"]), d["description"],
-                   datetime.fromisoformat(d["created"]))
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """A fully loaded model version; ``source`` is ``registry`` or ``cache`` (MLflow was down)."""
-
-    bundle: ModelBundle
-    info: VersionInfo
-    source: str = "registry"
 
 
 def resolve_tracking_uri(cfg: RegistryConfig, lake_root: str) -> str:
@@ -147,7 +103,7 @@ class Registry:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(int(cfg.request_timeout_s), 1)))
         self.client = MlflowClient(self.uri, self.uri)
         self._waited = 0.0
-        self.cache = _Cache(_cache_dir(cfg, lake_root, self.uri))
+        self.cache = ModelCache(cache_dir(cfg, lake_root, self.uri))
         if self.uri.startswith("sqlite:///"):
             self._create_sqlite_store(Path(self.uri.removeprefix("sqlite:///")))
 
@@ -416,49 +372,6 @@ class TrainingRun:
                                 status="FAILED" if failed else "FINISHED")
 
 
-class _Cache:
-    """Local copies of loaded model versions, one folder per alias, replaced atomically."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def store(self, alias: str, bundle: ModelBundle, info: VersionInfo) -> None:
-        target = self.folder / alias
-        try:
-            if (target / "version.json").exists() and \
-                    json.loads((target / "version.json").read_text())["version"] == info.version:
-                return
-            self.folder.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=self.folder))
-            bundle.save(staging / "bundle")
-            (staging / "version.json").write_text(json.dumps(info.to_dict()))
-            old = self.folder / f".{alias}-old"
-            shutil.rmtree(old, ignore_errors=True)
-            if target.exists():
-                os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        except OSError as exc:  # a cache that cannot be written must not stop a forecast
-            log.warning("could not keep a local copy of %s v%s in %s: %s", info.name, info.version, target, exc)
-
-    def load(self, alias: str) -> Loaded | None:
-        target = self.folder / alias
-        try:
-            info = VersionInfo.from_dict(json.loads((target / "version.json").read_text()))
-            return Loaded(ModelBundle.from_folder(target / "bundle"), info, "cache")
-        except (OSError, ValueError, KeyError):
-            return None
-
-
-def _cache_dir(cfg: RegistryConfig, lake_root: str, uri: str) -> Path:
-    if cfg.cache_dir:
-        return Path(cfg.cache_dir)
-    key = hashlib.sha256(f"{uri}|{cfg.model_name}".encode()).hexdigest()[:12]
-    if "://" not in lake_root:
-        return Path(lake_root).resolve() / "_models" / key
-    return Path.home() / ".cache" / "lstm-pipeline" / key
-
-
 def _transient(exc: BaseException) -> bool:
     """Worth retrying: network trouble, timeouts, 5xx, a busy database; not a bad request."""
     if isinstance(exc, MlflowException):
@@ -507,19 +420,3 @@ def _pointed_at(uri: str) -> Iterator[None]:
 def _pip_requirements() -> list[str]:
     # Local build tags (torch "2.13.0+cpu") would pin a CPU-only wheel on a GPU host.
     return [f"{name}=={metadata.version(name).split('+')[0]}" for name in _RUNTIME_PACKAGES]
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A frame as a Markdown table (model versions' descriptions, flow artifacts)."""
-    cols = list(frame.columns)
-    lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for name, row in frame.iterrows():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row[c]) for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) >= 1:
-        return str(int(value))
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-

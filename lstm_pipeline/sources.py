@@ -40,9 +40,9 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from lstm_pipeline.errors import PipelineError
 from lstm_pipeline import schema
 from lstm_pipeline.config import DataConfig
+from lstm_pipeline.errors import PipelineError
 
 __all__ = ["IngestError", "LoadedSource", "RawTable", "load_source", "resolve_sources"]
 

@@ -13,7 +13,15 @@ from pathlib import Path
 import pandas as pd
 
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.lake import ACCURACY, BATCHES, FORECASTS, QUARANTINE, RUNS, SERIES, Lake
+from lstm_pipeline.lake import (
+    ACCURACY,
+    BATCHES,
+    FORECASTS,
+    QUARANTINE,
+    RUNS,
+    SERIES,
+    Lake,
+)
 from lstm_pipeline.monitor import ACCURACY_COLUMNS, live_accuracy
 from lstm_pipeline.runs import last_failure
 

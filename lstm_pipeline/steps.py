@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline import baselines, grid, intervals
 from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.ingest import IngestReport, ingest
 from lstm_pipeline.lake import FORECASTS, SERIES, Lake
 from lstm_pipeline.registry import CHALLENGER, CHAMPION, Registry, RegistryUnavailable

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,15 +29,21 @@ from typing import Literal
 
 import pandas as pd
 
-from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline import __version__, baselines, intervals, plots
 from lstm_pipeline.backtest import BacktestResult, Forecaster
 from lstm_pipeline.bundle import ModelBundle
 from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.lake import SERIES, Lake
-from lstm_pipeline.policy import Promotion, TrainingDecision, choose_training, decide_promotion, model_config_hash
+from lstm_pipeline.policy import (
+    Promotion,
+    TrainingDecision,
+    choose_training,
+    decide_promotion,
+    model_config_hash,
+)
 from lstm_pipeline.procedure import CANDIDATE, Development, StartFrom, develop
-from lstm_pipeline.registry import CHALLENGER, CHAMPION, Loaded, Registry, TrainingRun, markdown_table
+from lstm_pipeline.registry import CHALLENGER, CHAMPION, Loaded, Registry, TrainingRun
 
 __all__ = ["CHAMPION_MODEL", "TrainOutcome", "run_training"]
 
@@ -325,4 +332,19 @@ def _code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{__version__}+{sha}" if sha else __version__
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A frame as a Markdown table (model versions' descriptions, flow artifacts)."""
+    cols = list(frame.columns)
+    lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, row in frame.iterrows():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) >= 1:
+        return str(int(value))
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
