@@ -108,7 +108,6 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     bidirectional: bool = False
     proj_size: int = Field(0, ge=0)
-    window_scale: bool = True
 
     @model_validator(mode="after")
     def _proj_below_hidden(self) -> ModelConfig:
@@ -124,9 +123,6 @@ class TrainConfig(_Section):
     # An epoch is at most this many training windows, drawn afresh each epoch (None: all).
     # It bounds an epoch's cost on large panels (M4-sized: millions of windows).
     max_windows_per_epoch: int | None = Field(100_000, ge=1)
-    # Only windows whose cutoff lies in the last this many periods of each series' training
-    # data (None: every window): the recent past weighs as much in a short series as in a long one.
-    window_history: int | None = Field(None, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     grad_clip: float = Field(1.0, gt=0)

@@ -15,8 +15,10 @@ class LSTMForecaster(nn.Module):
     periods, and feature 1 the mask (1 where observed; 0 for gaps and for the padding
     before a short series starts). Two choices make one set of weights fit many series:
 
-    - inputs are taken relative to the window's last observed value, so windows from
-      different parts of a trending series look alike;
+    - each window is scaled by itself: the target is taken relative to the window's last
+      value and divided by its mean absolute change between observed neighbours, and the
+      output is scaled back. So ``a * y + b`` in gives ``a * forecast + b`` out (a > 0),
+      and windows of any level, trend and volatility look alike to the weights;
     - the output is a correction to the seasonal naive forecast read off the window
       (the last season repeated; the last value when the window holds less than one
       season since the series began, the rule of :func:`lstm_pipeline.seasonal.forecast_season`).
@@ -34,11 +36,9 @@ class LSTMForecaster(nn.Module):
         bidirectional: bool = False,
         proj_size: int = 0,
         season_length: int = 1,
-        window_scale: bool = True,
     ) -> None:
         super().__init__()
         self.horizon = horizon
-        self.window_scale = window_scale
         self.season_length = season_length
         self.lstm = nn.LSTM(
             input_size=n_features,
@@ -59,7 +59,7 @@ class LSTMForecaster(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[B, L, F]`` -> forecast of the scaled target ``[B, H]``."""
         level = x[:, -1:, 0]  # [B, L, F] -> [B, 1]
-        spread = self._spread(x[:, :, 0], x[:, :, 1]) if self.window_scale else torch.ones_like(level)  # [B, 1]
+        spread = self._spread(x[:, :, 0], x[:, :, 1])  # [B, 1]
         target = (x[:, :, :1] - level.unsqueeze(-1)) / spread.unsqueeze(-1)  # [B, L, 1]
         _, (h_n, _) = self.lstm(torch.cat([target, x[:, :, 1:]], dim=-1))
         # h_n: [layers * D, B, H_out]; the top layer's final state of each direction.

@@ -149,8 +149,7 @@ def fit(
     weights = _to_device(torch.from_numpy(_row_weights(frame[fit_rows], panel, scaler, freq, season,
                                                        tc.loss_weighting)), device)
     split = panel.local(np.full(len(panel.ids), grid.positions([train_end], freq)[0]))
-    recent = None if tc.window_history is None else _last_observed(panel, split) - tc.window_history
-    train_w = windows(panel, L, H, last_target=split, first_cutoff=recent)
+    train_w = windows(panel, L, H, last_target=split)
     val_w = windows(panel, L, H, last_target=panel.lengths - 1, first_cutoff=split, last_cutoff=split) \
         if validated else Windows(np.zeros(0, np.int64), np.zeros(0, np.int64))
     if len(train_w) == 0:
@@ -324,16 +323,6 @@ def _row_weights(
     w = np.clip(w, *np.nanquantile(w, [0.02, 0.98])) if np.isfinite(w).any() else np.ones(len(w))
     w = np.where(np.isfinite(w), w, np.nanmean(w)) / np.nanmean(w)
     return np.repeat(w, panel.lengths).astype(np.float32)
-
-
-def _last_observed(panel: Panel, bound: np.ndarray) -> np.ndarray:
-    """``[S]`` local row of each series' last observation at or before ``bound``."""
-    rows = np.arange(int(panel.lengths.sum()))
-    local = rows - np.repeat(panel.offsets, panel.lengths)
-    ok = panel.observed & (local <= np.repeat(bound, panel.lengths))
-    last = np.full(len(panel.lengths), -1, dtype=np.int64)
-    np.maximum.at(last, np.repeat(np.arange(len(panel.lengths)), panel.lengths)[ok], local[ok])
-    return last
 
 
 def _windows_to_device(found: Windows, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
