@@ -37,7 +37,7 @@ from lstm_pipeline.forecast import DEFAULT_CHUNK, chunk_for_device, predict
 from lstm_pipeline.train import EpochLog, TrainResult, default_batch_size, fit
 
 FREQ, SEASON = "MS", 12
-N_FEATURES = 3  # scaled target + sin/cos of the month
+N_FEATURES = 4  # scaled target, observed mask, sin/cos of the month
 # Per device: training windows per epoch, timed epochs, inference windows.
 SIZES = {"cpu": (4_608, 1, 16_384), "cuda": (524_288, 3, 1_000_000)}
 
@@ -89,9 +89,11 @@ def run_device(
     print(describe(device))
     print(f"model: LSTM {model.layers} x {model.hidden}, lookback {model.lookback}, horizon {model.horizon}, "
           f"{N_FEATURES} features, dropout 0; precision: {'bf16 autocast' if device.type == 'cuda' else 'fp32'}")
-    per_series = points - model.lookback - 2 * model.horizon + 1  # training windows of one series in fit
+    # Training windows of one series in fit: every observed cutoff with a target before the
+    # validation split (the last horizon points); short series are padded, not skipped.
+    per_series = points - model.horizon - 1
     if per_series < 1:
-        raise SystemExit(f"--points {points} is too short for lookback + 2 * horizon")
+        raise SystemExit(f"--points {points} is too short for a horizon of {model.horizon}")
     print("\ntraining     batch   windows/epoch   pipeline w/s       bare w/s   ratio")
     checkpoint = None
     for batch in batches:

@@ -9,9 +9,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lstm_pipeline.config import PipelineConfig, load_config
 from lstm_pipeline.errors import PipelineError
+from lstm_pipeline.lake import LakeError
 from lstm_pipeline.runs import COMPLETED, FAILED, StageOutcome
 
-__all__ = ["outcome_of", "publish_markdown", "publish_table", "resolve_config"]
+__all__ = ["outcome_of", "publish_markdown", "publish_table", "resolve_config", "retry_on_io"]
 
 
 def resolve_config(config: PipelineConfig | None, config_file: str | None) -> PipelineConfig:
@@ -40,3 +41,16 @@ def outcome_of(stage: str, state: Any, done: str = "") -> StageOutcome:
     else:
         why = state.message or state.name
     return StageOutcome(stage, FAILED, why)
+
+
+def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a task only when the lake's I/O failed (a store that hiccupped, a commit race
+    that outlasted the lake's own retries). Bad input, missing data or a broken model do
+    not mend themselves, and MLflow has had its whole waiting budget already."""
+    try:
+        state.result()
+    except (LakeError, OSError):
+        return True
+    except Exception:  # noqa: BLE001 - anything else: no retry
+        return False
+    return False

@@ -5,24 +5,12 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import publish_markdown, resolve_config
+from flows.common import publish_markdown, resolve_config, retry_on_io
 from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.errors import ModelLoadError
 
 
-def _retry_io_only(task: object, task_run: object, state: object) -> bool:
-    """A broken model version will not mend itself: retry only other failures."""
-    try:
-        state.result()  # type: ignore[attr-defined]
-    except ModelLoadError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_io_only, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def forecast_with_champion(cfg: PipelineConfig) -> steps.ForecastOutcome:
     # Safe to retry: the write is a keyed merge, a rerun replaces rather than duplicates.
     return steps.run_forecast(cfg)

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import publish_markdown, publish_table, resolve_config
+from flows.common import publish_markdown, publish_table, resolve_config, retry_on_io
 from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.ingest import IngestError, IngestReport
+from lstm_pipeline.ingest import IngestReport
 
 
-def _retry_io_only(task: Any, task_run: Any, state: Any) -> bool:
-    """A file that cannot be read will not become readable: retry only other failures."""
-    try:
-        state.result()
-    except IngestError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
-@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_io_only, cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def ingest_sources(cfg: PipelineConfig, sources: list[str]) -> IngestReport:
     # Safe to retry: ingest is idempotent (content hashes, keyed merges).
     return steps.run_ingest(cfg, sources)

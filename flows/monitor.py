@@ -5,12 +5,12 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import publish_markdown, publish_table, resolve_config
+from flows.common import publish_markdown, publish_table, resolve_config, retry_on_io
 from lstm_pipeline import monitor
 from lstm_pipeline.config import PipelineConfig
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
 def score_realised_forecasts(cfg: PipelineConfig) -> monitor.MonitorOutcome:
     # Safe to retry: keyed merge into `accuracy`, and the registry is only written on change.
     return monitor.run_monitor(cfg)

@@ -58,7 +58,9 @@ class World:
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600,
             background: bool = False) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
-        full = {**self.prefect.env, "LSTM_PIPELINE_LOG_FILE": str(self.tmp / "cli.log"), **(env or {})}
+        # One thread per process: two runs at once on two cores must not oversubscribe them.
+        full = {**self.prefect.env, "LSTM_PIPELINE_LOG_FILE": str(self.tmp / "cli.log"), "OMP_NUM_THREADS": "1",
+                **(env or {})}
         command = [CLI, *args, "--root", str(self.lake), "--config", str(self.config)]
         if background:
             return subprocess.Popen(command, env=full, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
