@@ -34,12 +34,12 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import COMPETITION, Dataset, load  # noqa: E402
+from datasets import COMPETITION, Dataset, load
 
-from lstm_pipeline import intervals, seasonal  # noqa: E402
-from lstm_pipeline.bundle import ModelBundle  # noqa: E402
-from lstm_pipeline.config import PipelineConfig, load_config  # noqa: E402
-from lstm_pipeline.procedure import CANDIDATE, develop  # noqa: E402
+from lstm_pipeline import intervals, seasonal
+from lstm_pipeline.bundle import ModelBundle
+from lstm_pipeline.config import PipelineConfig, load_config
+from lstm_pipeline.procedure import CANDIDATE, develop
 
 LEVELS = (80, 95)
 

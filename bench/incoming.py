@@ -78,7 +78,7 @@ def main() -> None:
                 shutil.rmtree(lake_dir, ignore_errors=True)
                 shutil.copytree(seeded, lake_dir)
                 rows[what].append(timed(Lake(lake_dir), list(sources)))
-        print(f"\n| ingest | files in the folder | median s | all rounds (s) | MB read | old files not read |")
+        print("\n| ingest | files in the folder | median s | all rounds (s) | MB read | old files not read |")
         print("|---|---:|---:|---|---:|---:|")
         for what, results in rows.items():
             seconds = [r[0] for r in results]

@@ -354,7 +354,7 @@ def _s3_commit_settings(options: Mapping[str, str]) -> tuple[tuple[str, str], ..
     return tuple((k, given.get(k, os.environ.get(k, ""))) for k in keys if given.get(k, os.environ.get(k)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _note_s3_commits(root: str, settings: tuple[tuple[str, str], ...]) -> None:
     """Say once per root how its commits are kept safe, and which settings are ignored."""
     version = metadata.version("deltalake")

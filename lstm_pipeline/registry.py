@@ -143,7 +143,7 @@ class Registry:
             started = time.monotonic()
             try:
                 return fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - classified below
+            except Exception as exc:
                 self._waited += time.monotonic() - started
                 if not _transient(exc):
                     raise
@@ -193,7 +193,7 @@ class Registry:
             log.warning("%s; using the local copy of %s v%s (%s)", exc, self.name, cached.info.version,
                         self.cache.folder)
             return cached
-        except Exception as exc:  # noqa: BLE001 - anything else: the version itself is broken
+        except Exception as exc:
             raise ModelLoadError(f"{self.name} @{alias} could not be loaded from {_redacted(self.uri)}: "
                                  f"{_first_line(exc)}") from exc
         bundle = getattr(model.unwrap_python_model(), "bundle", None)

@@ -260,7 +260,7 @@ class Postgres:
         done = subprocess.run(
             [str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
              "-p", str(self.port), "-U", _PG_SUPERUSER, "-d", database, "-f", "-"],
-            input=sql, capture_output=True, text=True, timeout=60, env=clean_env(),
+            input=sql, capture_output=True, text=True, check=False, timeout=60, env=clean_env(),
         )
         if done.returncode != 0:
             raise ServiceError(f"psql exited {done.returncode}: {done.stderr.strip()}")
@@ -317,7 +317,7 @@ def start_postgres(
         folder.chmod(0o700)
         if user is not None:
             shutil.chown(folder, user, user)
-    if user is not None and subprocess.run(["test", "-w", str(data_dir)], user=user).returncode != 0:
+    if user is not None and subprocess.run(["test", "-w", str(data_dir)], user=user, check=False).returncode != 0:
         raise ServiceError(f"PostgreSQL runs as the '{user}' user, who cannot reach {data_dir}: "
                            "use a folder that user can traverse (e.g. under /tmp)")
     log = base / "postgres.log"
@@ -325,7 +325,7 @@ def start_postgres(
         done = subprocess.run(
             [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", _PG_SUPERUSER, "-E", "UTF8", "--no-locale",
              "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"],
-            capture_output=True, text=True, user=user, group=user, cwd=data_dir, env=clean_env(), timeout=120,
+            capture_output=True, text=True, user=user, group=user, cwd=data_dir, env=clean_env(), check=False, timeout=120,
         )
         log.write_text(done.stdout + done.stderr)
         if done.returncode != 0:
@@ -338,7 +338,7 @@ def start_postgres(
 
     def ready() -> bool:
         probe = [str(bin_dir / "pg_isready"), "-q", "-h", HOST, "-p", str(port), "-t", "2"]
-        return subprocess.run(probe, env=clean_env(), timeout=10).returncode == 0
+        return subprocess.run(probe, env=clean_env(), check=False, timeout=10).returncode == 0
 
     try:
         _wait(service, ready, timeout_s, "accepting connections")

@@ -80,7 +80,7 @@ class PrefectServer:
         """``prefect ARGS`` against this server; fails the test with the output if it fails."""
         done = subprocess.run(
             [prefect_bin(), *args], cwd=cwd, env={**self.env, **(extra_env or {})}, capture_output=True,
-            text=True, timeout=timeout,
+            text=True, check=False, timeout=timeout,
         )
         if done.returncode != 0:
             pytest.fail(f"prefect {' '.join(args)} exited {done.returncode}:\n{done.stdout[-4000:]}\n"

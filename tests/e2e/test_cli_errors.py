@@ -25,7 +25,7 @@ CLI = str(Path(sys.executable).with_name("lstm-pipeline"))
 
 def cli(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {**services.clean_env(), "LSTM_PIPELINE_LOG_FILE": str(tmp / "cli.log"), **(env or {})}
-    return subprocess.run([CLI, *args], env=full, cwd=tmp, capture_output=True, text=True, timeout=600)
+    return subprocess.run([CLI, *args], env=full, cwd=tmp, capture_output=True, text=True, check=False, timeout=600)
 
 
 def one_clear_line(done: subprocess.CompletedProcess[str], code: int = 1) -> str:

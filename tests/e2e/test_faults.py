@@ -65,7 +65,7 @@ class World:
         if background:
             return subprocess.Popen(command, env=full, cwd=self.tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, start_new_session=True)
-        return subprocess.run(command, env=full, cwd=self.tmp, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(command, env=full, cwd=self.tmp, capture_output=True, text=True, check=False, timeout=timeout)
 
     def data(self, name: str, months: int, since: int = 0) -> Path:
         frame = trend_seasonal(n_series=6, n=months)
@@ -330,7 +330,7 @@ def test_the_next_cli_run_stops_a_server_an_earlier_killed_run_left(tmp_path: Pa
     source = tmp_path / "first.csv"
     trend_seasonal(n_series=2, n=48).to_csv(source, index=False)
     done = subprocess.run([CLI, "ingest", str(source), "--root", str(tmp_path / "lake")], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, check=False, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert _gone_within(orphan, 10)
     assert f"pid {orphan}" in done.stderr

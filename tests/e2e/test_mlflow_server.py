@@ -98,7 +98,7 @@ def test_first_retrains_second_finetunes_third_is_not_promoted(three_trainings: 
     assert [o.version for o in three_trainings.outcomes] == ["1", "2", "3"]
     # The fine-tune took a fraction of the full retrain's optimiser steps.
     assert second.development is not None and first.development is not None
-    steps_of = lambda dev: sum(m.steps for m in (*dev.evaluation, *dev.served))  # noqa: E731
+    steps_of = lambda dev: sum(m.steps for m in (*dev.evaluation, *dev.served))
     assert steps_of(second.development) < steps_of(first.development)
 
     client = MlflowClient(three_trainings.url, three_trainings.url)

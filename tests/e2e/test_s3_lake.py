@@ -26,7 +26,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 

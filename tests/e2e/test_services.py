@@ -26,7 +26,7 @@ COMMAND = [sys.executable, "-m", "lstm_pipeline.services"]
 
 def services(*args: str, directory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*COMMAND, *args, "--dir", str(directory)], capture_output=True, text=True,
-                          env=clean_env(), timeout=600)
+                          env=clean_env(), check=False, timeout=600)
 
 
 def group_alive(pgid: int) -> bool:

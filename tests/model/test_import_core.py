@@ -71,7 +71,7 @@ _CHILD = textwrap.dedent(
 def test_training_core_imports_and_trains_without_prefect_mlflow_or_deltalake() -> None:
     done = subprocess.run(
         [sys.executable, "-c", _CHILD.format(blocked=BLOCKED)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, capture_output=True, text=True, check=False, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
