@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import glob
 import hashlib
 import hmac
@@ -36,7 +37,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +203,16 @@ def stop(service: Service, grace_s: float = 30) -> None:
         service.popen.wait()
 
 
+@contextlib.contextmanager
+def _stop_on_error(service: Service) -> Iterator[Service]:
+    """Stop ``service`` if the block fails: a start-up is all or nothing."""
+    try:
+        yield service
+    except BaseException:
+        stop(service)
+        raise
+
+
 def _wait(service: Service, ready: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -340,7 +351,7 @@ def start_postgres(
         probe = [str(bin_dir / "pg_isready"), "-q", "-h", HOST, "-p", str(port), "-t", "2"]
         return subprocess.run(probe, env=clean_env(), check=False, timeout=10).returncode == 0
 
-    try:
+    with _stop_on_error(service):
         _wait(service, ready, timeout_s, "accepting connections")
         password = secrets.token_urlsafe(24)
         passfile = base / "pgpass"
@@ -353,9 +364,6 @@ def start_postgres(
             f"THEN CREATE ROLE {role} LOGIN; END IF; END $$;\n"
             f"ALTER ROLE {role} PASSWORD '{scram_verifier(password)}';\n"
         )
-    except BaseException:
-        stop(service)
-        raise
     return cluster
 
 
@@ -394,14 +402,11 @@ def start_moto(log_dir: Path, port: int | None = None, buckets: Sequence[str] = 
     argv = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
     service = start_process("moto", argv, env=clean_env(_S3_CREDENTIALS), cwd=log_dir, log=log_dir / "moto.log",
                             url=endpoint)
-    try:
+    with _stop_on_error(service):
         _wait(service, lambda: _http_ok(f"{endpoint}/moto-api/"), timeout_s, "answering")
         store = ObjectStore(service, endpoint)
         for bucket in buckets:
             store.create_bucket(bucket)
-    except BaseException:
-        stop(service)
-        raise
     return store
 
 
@@ -428,11 +433,8 @@ def start_mlflow(
             "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts_destination]
     full_env = clean_env({**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     service = start_process("mlflow server", argv, env=full_env, cwd=log_dir, log=log_dir / "mlflow.log", url=url)
-    try:
+    with _stop_on_error(service):
         _wait(service, lambda: _http_ok(f"{url}/health"), timeout_s, "healthy")
-    except BaseException:
-        stop(service)
-        raise
     return service
 
 
@@ -452,11 +454,8 @@ def start_prefect(home: Path, port: int | None = None, ui: bool = False, timeout
     })
     service = start_process("prefect server", [_bin("prefect"), "server", "start"], env=env, cwd=home,
                             log=home / "server.log", url=url)
-    try:
+    with _stop_on_error(service):
         _wait(service, lambda: _http_ok(f"{url}/health"), timeout_s, "healthy")
-    except BaseException:
-        stop(service)
-        raise
     return service
 
 
