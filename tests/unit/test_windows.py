@@ -63,7 +63,7 @@ def test_padding_lets_a_short_series_make_windows() -> None:
     found = windows(panel, L, H, last_target=panel.lengths - 1)
     # local rows: 0, 1 pad; observations at 2, 3, 4: cutoffs 2 (first obs) and 3
     assert cutoffs(panel, found) == [(0, 2, 2), (0, 3, 1)]
-    x, y, w = gather(torch.from_numpy(panel.values), found, L, H)
+    x, _, w = gather(torch.from_numpy(panel.values), found, L, H)
     assert x[0, :, MASK].tolist() == [0.0, 0.0, 1.0]  # two padding steps, then the first observation
     assert w.tolist() == [[1.0, 1.0], [1.0, 0.0]]
 
@@ -73,7 +73,7 @@ def test_unobserved_cutoffs_and_unobserved_targets_are_not_windows() -> None:
     found = windows(panel, L, H, last_target=panel.lengths - 1)
     # cutoff 3 missing; cutoff 5's targets 6, 7 both missing; cutoffs 6, 7 missing
     assert cutoffs(panel, found) == [(0, 2, 2), (0, 4, 2)]
-    x, y, w = gather(torch.from_numpy(panel.values), found, L, H)
+    _, _, w = gather(torch.from_numpy(panel.values), found, L, H)
     assert w.tolist() == [[0.0, 1.0], [1.0, 0.0]]  # target row 3 missing; target row 6 missing
 
 
