@@ -73,6 +73,10 @@ class DataConfig(_Section):
     season_length: int | None = None
     csv_delimiter: str = ","
 
+    def season(self, freq: str) -> int:
+        """The season length in use: ``season_length`` if set, else the usual one of ``freq``."""
+        return self.season_length or season_length_for(freq)
+
 
 class WindowConfig(_Section):
     """The horizon and the input lengths (see :meth:`input_lengths`)."""

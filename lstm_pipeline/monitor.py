@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.lake import ACCURACY, FORECASTS, Lake
 from lstm_pipeline.seasonal import mase_scales
 
@@ -160,7 +160,7 @@ def run_monitor(cfg: PipelineConfig) -> MonitorOutcome:
         log.info("monitor: no forecasts stored yet, nothing to score")
         return MonitorOutcome(0, 0, 0, 0, _version(lake), live_accuracy(_empty()))
     freq = cfg.data.freq or lake.freq()
-    season = cfg.data.season_length or (season_length_for(freq) if freq else 1)
+    season = cfg.data.season(freq) if freq else 1
     errors = realised_errors(forecasts, lake.read_series(), freq, season) if freq else _empty()
     pending = len(forecasts) - len(errors)
     stamped = errors.assign(evaluated_at=pd.Timestamp.now(tz="UTC").tz_localize(None))

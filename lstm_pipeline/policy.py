@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from lstm_pipeline.config import PipelineConfig, PolicyConfig, season_length_for
+from lstm_pipeline.config import PipelineConfig, PolicyConfig
 
 __all__ = [
     "ChampionFacts",
@@ -59,7 +59,7 @@ def model_config_hash(cfg: PipelineConfig, freq: str | None = None) -> str:
     The season length is taken resolved (configured, else from ``freq``): it fixes the
     model's calendar inputs and its seasonal-naive base.
     """
-    season = cfg.data.season_length or (season_length_for(freq) if freq else None)
+    season = cfg.data.season(freq) if freq else cfg.data.season_length
     shape = {
         "season_length": season,
         "model": cfg.model.model_dump(),

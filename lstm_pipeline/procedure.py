@@ -27,7 +27,7 @@ import pandas as pd
 
 from lstm_pipeline.backtest import BacktestResult, Forecaster, backtest, cutoff_dates
 from lstm_pipeline.checkpoint import Checkpoint
-from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.forecast import predict_ensemble
 from lstm_pipeline.train import Callback, TrainResult, fit
@@ -70,7 +70,7 @@ class Development:
 def min_history(cfg: PipelineConfig, freq: str) -> int:
     """Observations a series needs up to a cutoff to take part in a backtest window: enough
     for a seasonal MASE scale (one season and one point), at least 3."""
-    season = cfg.data.season_length or season_length_for(freq)
+    season = cfg.data.season(freq)
     return cfg.backtest.min_history or max(season + 1, 3)
 
 
@@ -90,7 +90,7 @@ def develop(
     member's evaluation epochs.
     """
     H, K, step = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step or cfg.window.horizon
-    season = cfg.data.season_length or season_length_for(freq)
+    season = cfg.data.season(freq)
     cutoffs = cutoff_dates(series, freq, H, K, step)
     known = series[series["ds"] <= cutoffs[0]]
     if known.empty:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lstm_pipeline import baselines, grid, intervals
-from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.ingest import IngestReport, ingest
 from lstm_pipeline.lake import FORECASTS, SERIES, Lake
@@ -78,7 +78,7 @@ def run_ingest(cfg: PipelineConfig, sources: Sequence[str | Path]) -> IngestRepo
 
 def max_staleness(cfg: PipelineConfig, freq: str) -> int:
     """Periods a series may lag the lake's newest period and still be forecast."""
-    season = cfg.data.season_length or season_length_for(freq)
+    season = cfg.data.season(freq)
     return cfg.forecast.max_staleness if cfg.forecast.max_staleness is not None else max(2 * season, 2)
 
 
@@ -134,7 +134,7 @@ def _baseline_forecast(
 ) -> tuple[str, pd.DataFrame]:
     """The best baseline of the latest backtest (the challenger's tags), else seasonal naive."""
     H = cfg.window.horizon
-    season = cfg.data.season_length or season_length_for(freq)
+    season = cfg.data.season(freq)
     try:
         latest = registry.version(CHALLENGER)
     except RegistryUnavailable as exc:
@@ -150,13 +150,9 @@ def _baseline_forecast(
     if best not in available:
         log.warning("the best baseline of the last backtest, %s, is not installed here: using seasonal naive", best)
         best = "seasonal_naive"
-    frame = available[best](history)
-    frame = frame.merge(
-        pd.DataFrame({"unique_id": history.groupby("unique_id")["ds"].max().index,
-                      "cutoff": history.groupby("unique_id")["ds"].max().to_numpy()}),
-        on="unique_id", how="left", suffixes=("_drop", ""),
-    )
-    frame = frame.drop(columns=[c for c in frame.columns if c.endswith("_drop")])
+    last = history.groupby("unique_id")["ds"].max()
+    frame = available[best](history).drop(columns=["cutoff"], errors="ignore")
+    frame["cutoff"] = frame["unique_id"].map(last)
     frame["step"] = (grid.positions(frame["ds"], freq) - grid.positions(frame["cutoff"], freq)).astype(np.int32)
     quantiles = {}
     if latest is not None and tags.get("best_baseline") == best and "baseline_quantiles" in tags:

@@ -34,7 +34,7 @@ from torch import nn
 
 from lstm_pipeline import grid, seasonal
 from lstm_pipeline.checkpoint import Checkpoint, build_panel, fit_scalers
-from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.model import LSTMForecaster
 from lstm_pipeline.scaling import SeriesScaler
@@ -114,7 +114,7 @@ def fit(
     ``train.finetune_lr`` apply.
     """
     started = time.perf_counter()
-    season = cfg.data.season_length or season_length_for(freq)
+    season = cfg.data.season(freq)
     # One model: the configured lookback, else the first of the ensemble's input lengths.
     if cfg.window.lookback is None:
         cfg = cfg.with_overrides({"window": {"lookback": cfg.window.input_lengths(season)[0], "lookbacks": ()}})

@@ -32,7 +32,7 @@ import pandas as pd
 from lstm_pipeline import __version__, baselines, intervals, plots
 from lstm_pipeline.backtest import BacktestResult, Forecaster
 from lstm_pipeline.bundle import ModelBundle
-from lstm_pipeline.config import PipelineConfig, season_length_for
+from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.lake import SERIES, Lake
 from lstm_pipeline.policy import (
@@ -114,7 +114,7 @@ def run_training(
         return TrainOutcome(decision, registry.uri, repaired=repaired)
 
     H = cfg.window.horizon
-    season = cfg.data.season_length or season_length_for(freq)
+    season = cfg.data.season(freq)
     tags = _data_tags(series, data_version, decision, cfg, freq, now, champion)
     run = registry.start_run(f"{decision.action}-{tags['data_end']}", tags)
     try:
