@@ -15,7 +15,7 @@ import pandas as pd
 
 from lstm_pipeline import grid, seasonal
 
-__all__ = ["BASELINES", "naive", "seasonal_naive", "statistical"]
+__all__ = ["BASELINES", "forecasters", "naive", "seasonal_naive", "statistical"]
 
 # Every baseline the gate may compare against, in order of preference when tied.
 BASELINES = ("seasonal_naive", "naive", "auto_ets", "theta")
@@ -57,3 +57,17 @@ def statistical(horizon: int, freq: str, season_length: int) -> dict[str, Callab
         "auto_ets": make(AutoETS(season_length=season_length), "AutoETS"),
         "theta": make(Theta(season_length=season_length), "Theta"),
     }
+
+
+def forecasters(
+    horizon: int, freq: str, season_length: int, statistical_models: bool = True
+) -> dict[str, Callable[[pd.DataFrame], pd.DataFrame]]:
+    """Every baseline by name: seasonal naive, naive, and AutoETS and Theta when
+    ``statistical_models`` is set and statsforecast is installed."""
+    found: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
+        "seasonal_naive": lambda h: seasonal_naive(h, horizon, freq, season_length),
+        "naive": lambda h: naive(h, horizon, freq),
+    }
+    if statistical_models:
+        found.update(statistical(horizon, freq, season_length))
+    return found

@@ -141,11 +141,7 @@ def _baseline_forecast(
         log.warning("could not read the last backtest's best baseline (%s): using seasonal naive", exc)
         latest = None
     tags = latest.tags if latest else {}
-    available = {
-        "seasonal_naive": lambda h: baselines.seasonal_naive(h, H, freq, season),
-        "naive": lambda h: baselines.naive(h, H, freq),
-        **baselines.statistical(H, freq, season),
-    }
+    available = baselines.forecasters(H, freq, season)
     best = tags.get("best_baseline", "seasonal_naive")
     if best not in available:
         log.warning("the best baseline of the last backtest, %s, is not installed here: using seasonal naive", best)

@@ -121,12 +121,7 @@ def run_training(
         run.log_params(_params(cfg, freq, season))
 
         def comparators(cutoffs: Sequence[pd.Timestamp]) -> dict[str, Forecaster]:
-            found: dict[str, Forecaster] = {
-                "seasonal_naive": lambda h: baselines.seasonal_naive(h, H, freq, season),
-                "naive": lambda h: baselines.naive(h, H, freq),
-            }
-            if cfg.backtest.statistical_baselines:
-                found.update(baselines.statistical(H, freq, season))
+            found: dict[str, Forecaster] = baselines.forecasters(H, freq, season, cfg.backtest.statistical_baselines)
             if champion is not None:
                 found[CHAMPION_MODEL] = champion.bundle.evaluation_forecaster()
             return found
