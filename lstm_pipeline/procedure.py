@@ -99,7 +99,7 @@ def develop(
 
     evaluation = tuple(
         fit(known, _member(cfg, k, season), freq, init=start_from.evaluation[k % len(start_from.evaluation)]
-            if start_from else None, callbacks=callbacks if k == 0 else (), meta=meta)
+            if start_from else None, callbacks=callbacks, meta=meta, member=k)
         for k in range(cfg.train.ensemble)
     )
     others = comparators(cutoffs) if callable(comparators) else dict(comparators or {})
@@ -111,7 +111,7 @@ def develop(
     served = tuple(
         fit(series, _member(cfg, k, season), freq,
             init=start_from.served[k % len(start_from.served)] if start_from else None,
-            epochs=max(m.best_epoch, 1), lr_schedule=m.lr_schedule, meta=meta)
+            epochs=max(m.best_epoch, 1), lr_schedule=m.lr_schedule, callbacks=callbacks, meta=meta, member=k)
         for k, m in enumerate(evaluation)
     )
     return Development(evaluation, served, result, tuple(cutoffs))

@@ -57,6 +57,9 @@ class EpochLog:
     val_loss: float
     lr: float
     seconds: float
+    member: int = 0  # which ensemble member
+    fit: str = "evaluation"  # "evaluation" (early stopping) or "refit" (fixed epochs)
+    max_epochs: int = 0  # the most epochs this fit may run
 
 
 Callback = Callable[[EpochLog], None]
@@ -104,6 +107,7 @@ def fit(
     meta: dict[str, str] | None = None,
     epochs: int | None = None,
     lr_schedule: Sequence[float] | None = None,
+    member: int = 0,
 ) -> TrainResult:
     """Train on ``frame`` (long format: the rows this run may use) and return the result.
 
@@ -212,8 +216,9 @@ def fit(
         train_loss = float(total) / max(len(order), 1)
         scored = net if ema is None else ema.module
         val_loss = _evaluate(scored, values, weights, val_idx, L, H, loss_fn, batch, amp) if len(val_w) else train_loss
-        history.append(EpochLog(epoch, train_loss, val_loss, optimizer.param_groups[0]["lr"], time.perf_counter() - t0))
-        log.info(
+        history.append(EpochLog(epoch, train_loss, val_loss, optimizer.param_groups[0]["lr"], time.perf_counter() - t0,
+                                member, "evaluation" if validated else "refit", epochs))
+        log.debug(
             "epoch %d/%d: train %.4f, validation %.4f (%s, %.1fs)", epoch, epochs, train_loss, val_loss,
             mode, history[-1].seconds,
         )

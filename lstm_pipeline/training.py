@@ -44,6 +44,7 @@ from lstm_pipeline.policy import (
 )
 from lstm_pipeline.procedure import CANDIDATE, Development, StartFrom, develop
 from lstm_pipeline.registry import CHALLENGER, CHAMPION, Loaded, Registry, TrainingRun
+from lstm_pipeline.train import Callback
 
 __all__ = ["CHAMPION_MODEL", "TrainOutcome", "run_training"]
 
@@ -89,8 +90,13 @@ def run_training(
     cfg: PipelineConfig,
     mode: Literal["auto", "retrain", "finetune"] = "auto",
     now: datetime | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainOutcome:
-    """Decide, evaluate the procedure, refit, register and gate (see the module doc)."""
+    """Decide, evaluate the procedure, refit, register and gate (see the module doc).
+
+    ``callbacks`` see every epoch of every member's fits (progress display); the MLflow
+    run records the first member's evaluation epochs.
+    """
     now = now or datetime.now(UTC)
     lake = Lake.from_config(cfg.lake)
     # One snapshot: the rows trained on and the data_version recorded come from the same version.
@@ -128,7 +134,7 @@ def run_training(
 
         start_from = StartFrom(champion.bundle.evaluation, champion.bundle.served) \
             if decision.action == "finetune" and champion else None
-        dev = develop(series, cfg, freq, comparators, start_from, callbacks=[run.on_epoch], meta=tags)
+        dev = develop(series, cfg, freq, comparators, start_from, callbacks=[_first_member(run.on_epoch), *callbacks], meta=tags)
         compared, windows_note = _compared_windows(dev.backtest, champion)
         comparison = compared.summary()[_COMPARED].join(_coverage(compared))
         quantiles = intervals.fit_quantiles(_residuals(dev.backtest, CANDIDATE))
@@ -175,6 +181,11 @@ def run_training(
         raise
     run.finish()
     return TrainOutcome(decision, registry.uri, version, run.run_id, promotion, comparison, dev, repaired)
+
+
+def _first_member(callback: Callback) -> Callback:
+    """``callback`` for the first member's evaluation epochs only (the loss curve on record)."""
+    return lambda epoch: callback(epoch) if epoch.member == 0 and epoch.fit == "evaluation" else None
 
 
 def _champion(registry: Registry, cfg: PipelineConfig, freq: str) -> tuple[Loaded | None, str | None]:
