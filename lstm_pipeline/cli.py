@@ -158,6 +158,30 @@ def status(root: Root = None, config: ConfigFile = None) -> None:
     typer.echo(text)
 
 
+@app.command()
+def plot(
+    series: Annotated[list[str] | None, typer.Option(
+        "--series", metavar="ID",
+        help="A series to draw; repeat for more. Default: the worst live error, the largest and a random one.",
+    )] = None,
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", dir_okay=False, help="PNG to write.")] = Path(
+        "forecast.png"),
+    root: Root = None,
+    config: ConfigFile = None,
+) -> None:
+    """Draw the latest forecasts (recent history, 80 % and 95 % bands, actuals since) into one PNG."""
+    cfg = _config(root, config)
+    _prepare(flows=False)
+    from lstm_pipeline.forecast_plot import plot_forecasts
+    from lstm_pipeline.lake import Lake
+
+    try:  # only reads the lake: no flow run
+        result = plot_forecasts(Lake.from_config(cfg.lake), out, series)
+    except Exception as exc:  # noqa: BLE001 - classified in _fail_with
+        _fail_with(exc)
+    typer.echo(result.summary())
+
+
 def _config(root: str | None, config_file: Path | None, **data: Any) -> PipelineConfig:
     _logging()
     overrides: dict[str, Any] = {}
