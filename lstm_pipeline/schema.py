@@ -260,9 +260,14 @@ def _infer(
 
 
 def _infer_one(stamps: pd.DatetimeIndex) -> str | None:
-    # pandas 3 warns that infer_freq will return an offset; ask for that form now.
-    with pd.option_context("future.infer_freq_returns_offset", True):
-        found: Any = pd.infer_freq(stamps)
+    # pandas 3 warns that infer_freq will return an offset and has an option to ask for
+    # that form now; pandas 2 has no such option and returns the alias. Accept both.
+    found: Any
+    try:
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            found = pd.infer_freq(stamps)
+    except pd.errors.OptionError:
+        found = pd.infer_freq(stamps)
     if found is None:
         return None
     return str(found) if isinstance(found, str) else str(found.freqstr)
