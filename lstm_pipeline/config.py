@@ -22,6 +22,7 @@ from lstm_pipeline.errors import ConfigError
 __all__ = [
     "ENV_PREFIX",
     "BacktestConfig",
+    "CombineConfig",
     "DataConfig",
     "ForecastConfig",
     "LakeConfig",
@@ -72,6 +73,9 @@ class DataConfig(_Section):
     freq: str | None = None
     season_length: int | None = None
     csv_delimiter: str = ","
+    # A file with more than this share of its rows quarantined is refused whole (nothing
+    # of the run lands): it is the wrong file, not a file with a few bad rows. 1 disables.
+    max_quarantine_share: float = Field(0.5, gt=0, le=1)
 
     def season(self, freq: str) -> int:
         """The season length in use: ``season_length`` if set, else the usual one of ``freq``."""
@@ -138,8 +142,14 @@ class TrainConfig(_Section):
     # Weights scored and kept: an exponential moving average over steps (0: the raw weights).
     ema_decay: float = Field(0.98, ge=0, lt=1)
     # Members trained with seeds seed, seed+1, ... and the input lengths of window in turn;
-    # their forecasts' median is the forecast. Costs that many trainings.
-    ensemble: int = Field(3, ge=1)
+    # their forecasts' median is the LSTM's forecast. Costs that many trainings. None: 3 when
+    # the LSTM is served alone, 1 inside a combination (its partners already average out
+    # one network's errors; see PipelineConfig.lstm_ensemble).
+    ensemble: int | None = Field(None, ge=1)
+    # The refit that serves starts from the evaluation weights and trains this share of the
+    # evaluation's epochs on all data (1.0 with refit_warm_start off: the whole schedule again).
+    refit_warm_start: bool = True
+    refit_share: float = Field(0.25, gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Fine-tuning: the same code path, started from the champion, with its own budget.
     finetune_epochs: int = Field(30, ge=1)
@@ -156,6 +166,28 @@ class BacktestConfig(_Section):
     min_history: int | None = Field(None, ge=2)
     # AutoETS and Theta on the same windows, when the optional statsforecast is installed.
     statistical_baselines: bool = True
+
+
+class CombineConfig(_Section):
+    """What the served forecast is made of (:mod:`lstm_pipeline.members`).
+
+    ``members`` are averaged with equal weights. The gate scores that combination, each
+    member alone and the champion on the same backtest windows and serves the best;
+    ``("lstm",)`` serves the LSTM alone.
+    """
+
+    members: tuple[str, ...] = ("lstm", "auto_ets", "theta")
+    # Processes for the statistical members' per-series fits (None: every core).
+    n_jobs: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _known_members(self) -> CombineConfig:
+        known = ("lstm", "auto_ets", "theta", "auto_ces", "auto_arima", "seasonal_naive", "naive")
+        unknown = [m for m in self.members if m not in known]
+        if not self.members or unknown or len(set(self.members)) != len(self.members):
+            raise ValueError(f"combine.members must name distinct members among {', '.join(known)}; "
+                             f"got {', '.join(self.members) or 'none'}")
+        return self
 
 
 class RegistryConfig(_Section):
@@ -197,9 +229,17 @@ class PipelineConfig(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     backtest: BacktestConfig = BacktestConfig()
+    combine: CombineConfig = CombineConfig()
     registry: RegistryConfig = RegistryConfig()
     policy: PolicyConfig = PolicyConfig()
     forecast: ForecastConfig = ForecastConfig()
+
+    @property
+    def lstm_ensemble(self) -> int:
+        """LSTM members to train: ``train.ensemble``, else 3 alone and 1 in a combination."""
+        if self.train.ensemble is not None:
+            return self.train.ensemble
+        return 3 if self.combine.members == ("lstm",) else 1
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> PipelineConfig:
         """A validated copy with nested ``{"section": {"field": value}}`` overrides."""

@@ -17,8 +17,12 @@ Contract (docs/INGEST.md has the outcome table):
   row per source. ``batches`` is the run's commit marker: a crash before it leaves the
   sources unrecorded, and a rerun redoes them idempotently (same batch ids, keyed
   merges, unchanged rows not rewritten). Concurrent runs retry conflicting commits.
-* Frequency: ``cfg.freq`` if set, else the lake's, else inferred from this run's rows;
-  a configured frequency that contradicts the lake's is an error.
+* Frequency: ``cfg.freq`` if set, else the lake's, else inferred from this run's rows
+  (every row whose key parses votes, before the checks); a configured frequency that
+  contradicts the lake's, a file whose series follow a finer frequency, or a first
+  ingest whose series follow several, is refused before anything is written.
+* A file with more than ``cfg.max_quarantine_share`` of its rows rejected refuses the
+  whole run, before anything is written, naming the count and the top reasons.
 """
 
 from __future__ import annotations
@@ -194,6 +198,7 @@ def ingest(lake: Lake, sources: Sequence[str | Path], cfg: DataConfig) -> Ingest
             loaded[i] = dataclasses.replace(read_as_text(item, cfg), fingerprint=item.fingerprint)
             checked[item.batch_id] = _check(loaded[i], freq)
     fresh = [item for item in loaded if item.parsed is not None]
+    _refuse_mostly_quarantined(fresh, checked, cfg.max_quarantine_share)
 
     compare = ["y", *cfg.covariates]
     ingested_at = pd.Timestamp.now(tz="UTC").floor("us")
@@ -259,6 +264,13 @@ def ingest(lake: Lake, sources: Sequence[str | Path], cfg: DataConfig) -> Ingest
 
 
 def _resolve_freq(lake: Lake, cfg: DataConfig, fresh: list[LoadedSource]) -> str | None:
+    """The run's frequency; IngestError, before anything is written, for data that does not
+    fit it: a file whose series follow a finer frequency than the lake's (daily rows into a
+    monthly lake), or a first ingest whose series disagree (the frequencies found are named).
+
+    Every row whose key parsed votes, before the grid or the values are checked: the
+    frequency is that of the file as written, not of the rows that happen to survive.
+    """
     try:
         configured = schema.normalize_freq(cfg.freq) if cfg.freq else None
     except ValueError as exc:
@@ -266,17 +278,56 @@ def _resolve_freq(lake: Lake, cfg: DataConfig, fresh: list[LoadedSource]) -> str
     recorded = lake.freq()
     if configured and recorded and configured != recorded:
         raise IngestError(f"data.freq {cfg.freq!r} contradicts the lake's frequency {recorded!r}")
-    if configured or recorded:
-        return configured or recorded
     voters = [item for item in fresh if item.parsed is not None and item.parsed.key_ok().any()]
+    found = {item.name: schema.frequency_votes([item.parsed]) for item in voters if item.parsed is not None}
+    target = configured or recorded
+    if target:
+        whose = "the lake's frequency" if recorded else "data.freq"
+        for name, votes in found.items():
+            finer = [alias for alias in votes.votes if schema.period_of(alias) < schema.period_of(target)]
+            if finer:
+                raise IngestError(f"{name}: its series follow {votes.describe()}, finer than {whose} {target}; "
+                                  f"nothing was ingested (a lake holds one frequency: ingest this data into a "
+                                  f"lake of its own)")
+        return target
     if not voters:
         return None  # no row has a key that could lie on a grid: nothing to infer from
+    everyone = schema.FrequencyVotes({}, 0)
+    for votes in found.values():
+        everyone = schema.FrequencyVotes(dict(Counter(everyone.votes) + Counter(votes.votes)),
+                                         everyone.asked + votes.asked)
+    if len(everyone.votes) > 1:
+        names = ", ".join(f"{name} ({votes.describe()})" if len(found) > 1 else name
+                          for name, votes in found.items() if votes.votes)
+        raise IngestError(f"{names}: mixed frequencies found: {everyone.describe()}; nothing was ingested "
+                          f"(a lake holds one frequency: set data.freq, or split the data)")
     try:
+        # Series may span files: a series too short to vote in each file may vote here.
         freq = schema.infer_freq_parsed([item.parsed for item in voters if item.parsed is not None])
     except ValueError as exc:
         raise IngestError(f"{', '.join(item.name for item in voters)}: {exc}") from exc
     _log.info("frequency inferred from this first ingest: %s", freq)
     return freq
+
+
+def _refuse_mostly_quarantined(fresh: list[LoadedSource], checked: dict[str, schema.Checked],
+                               share: float) -> None:
+    """IngestError for the first file with more than ``share`` of its rows quarantined,
+    naming the count and the most common reasons; called before anything is written."""
+    for item in fresh:
+        assert item.read is not None
+        bad = checked[item.batch_id].bad
+        reasons = Counter(schema.reason_kind(r) for r in bad["reason"])
+        reasons.update(schema.reason_kind(r) for r in item.read.rejected["reason"])
+        total, rows = sum(reasons.values()), item.read.rows_read
+        if rows and total / rows > share:
+            top = ", ".join(f"{kind} ({n})" for kind, n in reasons.most_common(3))
+            first = bad.sort_values("row").iloc[0] if len(bad) else None
+            example = f"; first: row {first['row']}, {first['reason']}" if first is not None else ""
+            raise IngestError(
+                f"{item.name}: {total} of {rows} rows would be quarantined ({total / rows:.0%}, more than "
+                f"data.max_quarantine_share = {share:.0%}): {top}{example}; nothing was ingested"
+            )
 
 
 def _check(item: LoadedSource, freq: str | None) -> schema.Checked:

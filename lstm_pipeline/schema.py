@@ -15,6 +15,7 @@ distinct timestamp, for the grid.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,17 +43,20 @@ __all__ = [
     "DUPLICATE",
     "REQUIRED",
     "Checked",
+    "FrequencyVotes",
     "Parsed",
     "SchemaError",
     "Validated",
     "check",
     "contract_columns",
     "extra_columns",
+    "frequency_votes",
     "infer_freq",
     "infer_freq_parsed",
     "map_columns",
     "normalize_freq",
     "parse",
+    "period_of",
     "reason_kind",
     "validate",
 ]
@@ -75,6 +79,20 @@ class Validated:
 
 
 @dataclass(frozen=True)
+class FrequencyVotes:
+    """``votes``: pandas alias -> series whose timestamps follow it. ``asked``: series with
+    3 or more distinct timestamps that were asked (irregular ones abstain)."""
+
+    votes: dict[str, int]
+    asked: int
+
+    def describe(self) -> str:
+        """'MS (3 series), D (2 series)', most common first."""
+        ranked = sorted(self.votes.items(), key=lambda item: (-item[1], item[0]))
+        return ", ".join(f"{alias} ({n} series)" for alias, n in ranked)
+
+
+@dataclass(frozen=True)
 class Checked:
     """``good``: an Arrow table in the contract (unique_id string, ds timestamp[us],
     y and covariates float64). ``bad``: rejected rows (``BAD_COLUMNS``), by row number."""
@@ -88,8 +106,12 @@ class Checked:
 def normalize_freq(freq: str) -> str:
     """The canonical pandas alias ('W' -> 'W-SUN'); ValueError if pandas does not know it."""
     try:
-        return str(to_offset(freq).freqstr)
-    except (ValueError, TypeError) as exc:
+        # pandas 2 still accepts aliases that pandas 3 removed ('M', 'H'), with a warning:
+        # refuse them on both, so a lake's frequency means the same on either.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            return str(to_offset(freq).freqstr)
+    except (ValueError, TypeError, FutureWarning) as exc:
         raise ValueError(f"unknown frequency {freq!r}: {exc}") from exc
 
 
@@ -124,14 +146,27 @@ def infer_freq(ds_by_series: pd.DataFrame) -> str:
 
 def infer_freq_parsed(parts: Sequence[Parsed]) -> str:
     """``infer_freq`` over the rows of ``parts`` whose key parsed (see ``infer_freq``)."""
+    return _winner(frequency_votes(parts))
+
+
+def frequency_votes(parts: Sequence[Parsed]) -> FrequencyVotes:
+    """How the series of ``parts`` vote (see ``infer_freq``): every parsed row counts,
+    whatever the later checks (grid, values) make of it."""
     if len(parts) == 1:
-        return _infer(parts[0].codes, parts[0].ids.dictionary, parts[0].ds, parts[0].key_ok())
+        return _votes(parts[0].codes, parts[0].ids.dictionary, parts[0].ds, parts[0].key_ok())
     text = pa.concat_arrays([p.ids.dictionary.take(pa.array(np.maximum(p.codes, 0))) for p in parts] or
                             [pa.array([], type=pa.string())])
     ids = text.dictionary_encode()
-    return _infer(columns.id_codes(ids), ids.dictionary,
+    return _votes(columns.id_codes(ids), ids.dictionary,
                   np.concatenate([p.ds for p in parts]) if parts else np.array([], dtype="datetime64[us]"),
                   np.concatenate([p.key_ok() for p in parts]) if parts else np.array([], dtype=bool))
+
+
+def period_of(freq: str) -> pd.Timedelta:
+    """The nominal length of one period of ``freq`` (a month: 31 days), to order frequencies."""
+    offset = to_offset(freq)
+    on_grid = pd.Timestamp("2001-01-01") + offset  # anchored offsets roll onto their grid first
+    return pd.Timedelta((on_grid + offset) - on_grid)
 
 
 def check(parsed: Parsed, freq: str | None, source: str, batch_id: str) -> Checked:
@@ -220,6 +255,23 @@ def _infer(
     ds: np.ndarray[Any, np.dtype[np.datetime64]],
     valid: np.ndarray[Any, np.dtype[np.bool_]],
 ) -> str:
+    return _winner(_votes(codes, names, ds, valid))
+
+
+def _winner(found: FrequencyVotes) -> str:
+    """The most common alias (ties: the alphabetically first); ValueError saying why if none."""
+    if not found.votes:
+        why = "series are irregular" if found.asked else "no series has 3 or more distinct timestamps"
+        raise ValueError(f"cannot infer the frequency: {why}; set data.freq")
+    return max(sorted(found.votes), key=lambda alias: found.votes[alias])
+
+
+def _votes(
+    codes: np.ndarray[Any, np.dtype[np.int32]],
+    names: pa.Array,
+    ds: np.ndarray[Any, np.dtype[np.datetime64]],
+    valid: np.ndarray[Any, np.dtype[np.bool_]],
+) -> FrequencyVotes:
     """Vote over series, in id order, each with 3 or more distinct timestamps.
 
     ``codes``: each row's index into ``names`` (the distinct ids); ``valid``: rows to use.
@@ -253,10 +305,7 @@ def _infer(
                 break
         if asked >= _MAX_SERIES_FOR_INFERENCE:
             break
-    if not votes:
-        why = "series are irregular" if asked else "no series has 3 or more distinct timestamps"
-        raise ValueError(f"cannot infer the frequency: {why}; set data.freq")
-    return max(sorted(votes), key=lambda alias: votes[alias])
+    return FrequencyVotes(dict(votes), asked)
 
 
 def _infer_one(stamps: pd.DatetimeIndex) -> str | None:

@@ -92,7 +92,7 @@ def test_bad_rows_are_quarantined_with_reason_and_row_number(lake: Lake, tmp_pat
         "b,2020-02-01,8\n"     # 8 good
     )
     src = write(tmp_path / "mixed.csv", text)
-    report = ingest(lake, [src], DataConfig(freq="MS"))
+    report = ingest(lake, [src], DataConfig(freq="MS", max_quarantine_share=1.0))  # 6 of 8 rows are bad
     assert rows(lake) == [("a", "2020-01-01", 1.0), ("b", "2020-02-01", 8.0)]
     quarantine = lake.read(QUARANTINE).sort_values("row")
     assert list(zip(quarantine["row"], quarantine["reason"], strict=True)) == [
@@ -128,7 +128,7 @@ def test_rows_that_fail_a_later_check_are_quarantined_with_the_files_text(lake: 
     # Every cell converts, so the file is first read in types; the grid and duplicate
     # checks then reject rows, whose raw cells must be the file's own text.
     src = write(tmp_path / "late.csv", "unique_id,ds,y\na,2020-01-01,1.50\na,2020-01-15,2.50\nb,2020-01-01,3\nb,2020-01-01,3\n")
-    report = ingest(lake, [src], DataConfig(freq="MS"))
+    report = ingest(lake, [src], DataConfig(freq="MS", max_quarantine_share=1.0))  # 3 of 4 rows are bad
     assert rows(lake) == [("a", "2020-01-01", 1.5)]
     quarantine = lake.read(QUARANTINE).sort_values("row")
     assert [json.loads(raw) for raw in quarantine["raw"]] == [
@@ -285,9 +285,12 @@ def test_first_ingest_without_an_inferable_frequency_fails_clearly(lake: Lake, t
     assert ingest(lake, [src], DataConfig(freq="MS")).rows_inserted == 2
 
 
-def test_a_first_file_whose_every_row_is_bad_is_quarantined_not_refused(lake: Lake, tmp_path: Path) -> None:
+def test_a_first_file_whose_every_row_is_bad_is_refused_unless_the_share_allows_it(lake: Lake, tmp_path: Path) -> None:
     src = write(tmp_path / "bad.csv", "unique_id,ds,y\na,junk,1\n,2020-01-01,2\n")
-    report = ingest(lake, [src], CFG)
+    with pytest.raises(IngestError, match=r"bad.csv: 2 of 2 rows would be quarantined \(100%.*nothing was ingested"):
+        ingest(lake, [src], CFG)
+    assert versions(lake) == {SERIES: None, QUARANTINE: None, BATCHES: None}
+    report = ingest(lake, [src], DataConfig(max_quarantine_share=1.0))
     assert (report.freq, report.rows_quarantined, report.series_version) == (None, 2, None)
     assert lake.read(QUARANTINE).sort_values("row")["reason"].tolist() == ["ds unparsable: 'junk'", "unique_id empty"]
     assert lake.freq() is None and not lake.exists(SERIES)

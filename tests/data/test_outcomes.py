@@ -48,7 +48,9 @@ class Case:
     counts: tuple[int, int, int, int, int, int] | None = None
     error: str | None = None
     base: bool = False  # ingest BASE first
-    cfg: DataConfig = DataConfig(freq="MS")
+    # Each case shows what happens to each row: the refusal of a mostly quarantined file
+    # (data.max_quarantine_share) is off here and has cases of its own below.
+    cfg: DataConfig = DataConfig(freq="MS", max_quarantine_share=1.0)
 
 
 def text(name: str, body: str, encoding: str = "utf-8") -> Callable[[Path], Path]:
@@ -130,7 +132,7 @@ CASES: dict[str, Case] = {
                 ("a", "2020-01-01 02:00", 3.0), ("a", "2020-01-01 03:00", 4.0)],
         quarantine=[(5, "ds off the h grid: 2020-01-01 04:30:00")],
         counts=(5, 4, 0, 0, 1, 1),
-        cfg=DataConfig(freq="h"),
+        cfg=DataConfig(freq="h", max_quarantine_share=1.0),
     ),
     "duplicate key in a batch": Case(
         text("dup.csv", HEADER + "a,2020-01-01,1\na,2020-01-01,1\na,2020-02-01,2\nb,2020-01-01,5\na,2020-01-01,9\n"),
@@ -202,6 +204,38 @@ CASES: dict[str, Case] = {
         series=[("7", "2020-02-01", 2.0)],
         quarantine=[(1, "ds off the MS grid: 2019-12-31 23:00:00"), (3, "ds missing")],
         counts=(3, 1, 0, 0, 2, 1),
+    ),
+    # -- whole files that would mislead: refused before anything lands (default settings) --
+    "mixed frequencies in a first file": Case(
+        text("mixedfreq.csv", HEADER + "m,2020-01-01,1\nm,2020-02-01,2\nm,2020-03-01,3\nm,2020-04-01,4\n"
+                                       "d,2020-01-01,1\nd,2020-01-02,2\nd,2020-01-03,3\nd,2020-01-04,4\n"),
+        error=r"mixed frequencies found: D \(1 series\), MS \(1 series\); nothing was ingested",
+        cfg=DataConfig(),
+    ),
+    "mixed date formats": Case(
+        # Only the quarter months are ISO: what parses looks quarterly, but most rows do not.
+        text("formats.csv", HEADER + "".join(
+            f"a,{f'2020-{m:02d}-01' if m % 3 == 1 else f'01/{m:02d}/2020'},{m}\n" for m in range(1, 13))),
+        error=r"8 of 12 rows would be quarantined \(67%, more than data.max_quarantine_share = 50%\): "
+              r"ds unparsable \(8\); first: row 2, ds unparsable: '01/02/2020'; nothing was ingested",
+        cfg=DataConfig(),
+    ),
+    "daily rows into a monthly lake": Case(
+        text("daily.csv", HEADER + "".join(f"d,2020-01-{day:02d},{day}\n" for day in range(1, 32))),
+        error=r"its series follow D \(1 series\), finer than the lake's frequency MS; nothing was ingested",
+        base=True, cfg=DataConfig(),
+    ),
+    "mostly quarantined file": Case(
+        text("mostly.csv", HEADER + "a,2020-01-01,x\na,2020-02-01,y\na,2020-03-01,3\n"),
+        error=r"2 of 3 rows would be quarantined \(67%, more than data.max_quarantine_share = 50%\): "
+              r"y not a number \(2\); first: row 1, y not a number: 'x'; nothing was ingested",
+        base=True, cfg=DataConfig(freq="MS"),
+    ),
+    "half quarantined file": Case(
+        text("half.csv", HEADER + "a,2020-04-01,x\na,2020-05-01,5\n"),
+        series=sorted([*BASE_ROWS, ("a", "2020-05-01", 5.0)]),
+        quarantine=[(1, "y not a number: 'x'")],
+        counts=(2, 1, 0, 0, 1, 0), base=True, cfg=DataConfig(freq="MS"),
     ),
 }
 
