@@ -1,4 +1,4 @@
-"""What every flow shares: resolving its configuration, publishing artifacts, reading states."""
+"""What every flow shares: resolving its configuration, publishing artifacts, retrying I/O."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.errors import PipelineError
 from lstm_pipeline.lake import LakeError
-from lstm_pipeline.runs import COMPLETED, FAILED, StageOutcome
 
-__all__ = ["outcome_of", "publish_markdown", "publish_table", "resolve_config", "retry_on_io"]
+__all__ = ["publish_markdown", "publish_table", "resolve_config", "result_of", "retry_on_io"]
 
 
 def resolve_config(config: PipelineConfig | None, config_file: str | None) -> PipelineConfig:
@@ -29,18 +27,14 @@ def publish_markdown(key: str, text: str, description: str) -> None:
     create_markdown_artifact(key=key, markdown=text, description=description)
 
 
-def outcome_of(stage: str, state: Any, done: str = "") -> StageOutcome:
-    """A stage's outcome from its final Prefect state, with a one-line reason when it failed."""
+def result_of(state: Any) -> dict[str, Any]:
+    """A subflow's result from its final state; raises its error when it did not complete."""
     if state.is_completed():
-        return StageOutcome(stage, COMPLETED, done)
+        return dict(state.result())
     error = state.result(raise_on_failure=False) if state.is_failed() else None
-    if isinstance(error, PipelineError):
-        why = str(error).strip().splitlines()[0]
-    elif isinstance(error, BaseException):
-        why = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-    else:
-        why = state.message or state.name
-    return StageOutcome(stage, FAILED, why)
+    if isinstance(error, BaseException):
+        raise error
+    raise RuntimeError(state.message or state.name)
 
 
 def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:

@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import publish_markdown, resolve_config, retry_on_io
 from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.runs import forecast_result
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -21,6 +22,4 @@ def forecast_flow(config: PipelineConfig | None = None, config_file: str | None 
     cfg = resolve_config(config, config_file)
     outcome = forecast_with_champion(cfg)
     publish_markdown("forecast-summary", f"```\n{outcome.summary()}\n```", "Forecasts written")
-    return {"model_name": outcome.model_name, "model_version": outcome.model_version, "rows": outcome.rows,
-            "series": outcome.series, "stale": len(outcome.stale), "source": outcome.source,
-            "table_version": outcome.table_version, "summary": outcome.summary()}
+    return forecast_result(outcome)

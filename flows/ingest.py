@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import publish_markdown, publish_table, resolve_config, retry_on_io
 from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.runs import ingest_result
 from lstm_pipeline.ingest import IngestReport
 
 
@@ -28,5 +29,4 @@ def ingest_flow(
     if report.rows_quarantined:
         reasons = pd.Series(report.quarantine_reasons, name="rows").rename_axis("reason")
         publish_table("quarantine-summary", reasons.to_frame(), "Rows set aside in the quarantine table, by reason")
-    return {"rows_read": report.rows_read, "rows_quarantined": report.rows_quarantined,
-            "series_version": report.series_version, "summary": report.summary()}
+    return ingest_result(report)

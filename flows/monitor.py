@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import publish_markdown, publish_table, resolve_config, retry_on_io
 from lstm_pipeline import monitor
 from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.runs import monitor_result
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)
@@ -23,7 +24,4 @@ def monitor_flow(config: PipelineConfig | None = None, config_file: str | None =
     publish_markdown("monitor-summary", f"```\n{outcome.summary()}\n```", "Live accuracy of stored forecasts")
     if not outcome.live.empty:
         publish_table("live-accuracy", outcome.live_table(), "Live error per model version, on realised forecast steps")
-    return {
-        "realised": outcome.realised, "new": outcome.inserted, "pending": outcome.pending,
-        "table_version": outcome.table_version, "recorded_versions": list(outcome.recorded),
-    }
+    return monitor_result(outcome)

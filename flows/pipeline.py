@@ -9,7 +9,6 @@ artifact and the lake's ``runs`` table hold the same report.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, task
@@ -19,14 +18,14 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from flows.common import outcome_of, publish_markdown, resolve_config
+from flows.common import publish_markdown, resolve_config, result_of
 from flows.forecast import forecast_flow
 from flows.ingest import ingest_flow
 from flows.monitor import monitor_flow
 from flows.train import Mode, train_flow
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.lake import Lake
-from lstm_pipeline.runs import SKIPPED, RunReport, StageOutcome, record_run
+from lstm_pipeline.runs import SKIPPED, Stage, StageOutcome, run_stages
 
 
 @task(cache_policy=NO_CACHE)
@@ -67,32 +66,20 @@ def pipeline_flow(
     train_deployment: str | None = None,
 ) -> Any:
     """``train_deployment`` (e.g. ``train/gpu``): train there instead of in this process."""
-    started = datetime.now(UTC)
     cfg = resolve_config(config, config_file)
-    results: dict[str, Any] = {}
-    stages: list[StageOutcome] = []
-
-    def stage(name: str, state: Any, done: Any = None) -> None:
-        results[name] = state.result(raise_on_failure=False) if state.is_completed() else None
-        stages.append(outcome_of(name, state, done(results[name]) if done and results[name] is not None else ""))
-
+    stages: list[Stage] = []
     if sources:
-        stage("ingest", ingest_flow(sources, config=cfg, return_state=True), lambda r: f"{r['rows_read']} rows read")
-    else:
-        stages.append(StageOutcome("ingest", SKIPPED, "no sources given"))
+        stages.append(("ingest", lambda: result_of(ingest_flow(sources, config=cfg, return_state=True))))
     # Before training: live errors of earlier forecasts feed the retrain policy.
-    stage("monitor", monitor_flow(config=cfg, return_state=True), lambda r: f"{r['realised']} rows realised")
+    stages.append(("monitor", lambda: result_of(monitor_flow(config=cfg, return_state=True))))
     if train_deployment:
-        stage("train", train_on_work_pool(train_deployment, mode, cfg, return_state=True),
-              lambda r: f"{r['deployment']} {r['state']}")
+        stages.append(("train", lambda: train_on_work_pool(train_deployment, mode, cfg)))
     else:
-        stage("train", train_flow(mode, config=cfg, return_state=True),
-              lambda r: f"{r['action']}" + (f", v{r['version']} promoted={r['promoted']}" if r.get("version") else ""))
-    stage("forecast", forecast_flow(config=cfg, return_state=True),
-          lambda r: f"{r['rows']} rows from {r['model_name']} v{r['model_version']}")
+        stages.append(("train", lambda: result_of(train_flow(mode, config=cfg, return_state=True))))
+    stages.append(("forecast", lambda: result_of(forecast_flow(config=cfg, return_state=True))))
+    skipped = () if sources else (StageOutcome("ingest", SKIPPED, "no sources given"),)
 
-    report = RunReport(str(flow_run.get_id() or "local"), tuple(stages), started)
-    record_run(Lake.from_config(cfg.lake), report)
+    results, report = run_stages(str(flow_run.get_id() or "local"), stages, Lake.from_config(cfg.lake), skipped)
     publish_markdown("pipeline-run", f"**{report.message()}**\n\n{report.markdown()}", "What each stage did")
     results["stages"] = {s.stage: {"state": s.state, "message": s.message} for s in report.stages}
     if report.failed:

@@ -9,7 +9,9 @@ from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import publish_markdown, publish_table, resolve_config
+from lstm_pipeline import console
 from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.runs import train_result
 from lstm_pipeline.training import TrainOutcome, run_training
 
 Mode = Literal["auto", "retrain", "finetune"]
@@ -18,8 +20,8 @@ Mode = Literal["auto", "retrain", "finetune"]
 @task(cache_policy=NO_CACHE)
 def train_and_gate(cfg: PipelineConfig, mode: Mode) -> TrainOutcome:
     # No task retry: a rerun would repeat the whole training. Its MLflow I/O is retried
-    # inside, within registry.max_wait_s.
-    return run_training(cfg, mode)
+    # inside, within registry.max_wait_s. Progress bars when a terminal started the run.
+    return run_training(cfg, mode, callbacks=console.epoch_callbacks())
 
 
 @flow(name="train", timeout_seconds=6 * 3600)
@@ -36,6 +38,4 @@ def train_flow(
             key="mlflow-run", link=f"{outcome.tracking_uri.rstrip('/')}/#/runs/{outcome.run_id}",
             description=f"MLflow run of model version {outcome.version}",
         )
-    return {"action": outcome.decision.action, "reason": outcome.decision.reason, "version": outcome.version,
-            "run_id": outcome.run_id, "promoted": bool(outcome.promotion and outcome.promotion.promote),
-            "summary": outcome.summary()}
+    return train_result(outcome)

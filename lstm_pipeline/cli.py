@@ -1,13 +1,19 @@
-"""``lstm-pipeline``: start the pipeline's Prefect flows from a shell.
+"""lstm-pipeline: run the forecasting pipeline from a shell.
 
-Every command but ``status`` (which only reads) runs as a Prefect flow run: against
-``PREFECT_API_URL`` when one is set, otherwise on Prefect's local ephemeral API (nothing
-to start by hand; it stops with the command, even when the command is killed).
+Each command first reads and checks what it was given (the files, the configuration,
+the lake root) and reports a problem in one line before any work starts. With no Prefect
+API configured (PREFECT_API_URL, or the active Prefect profile's), the work then runs in
+this process; with one, or with --flow-run, each command is a Prefect flow run (with
+--flow-run and no API, on a temporary local API that stops with the command).
 
 Expected failures (a bad file, a missing column, no data, MLflow or the Prefect API out
 of reach, an invalid setting) print one line naming the cause and exit 1; their
-tracebacks go only to the log file (``--verbose`` shows them). Anything else is a bug
-and shows its traceback.
+tracebacks go to the log file, or to the terminal with --verbose (accepted anywhere on
+the command line). Anything else is a bug and shows its traceback.
+
+Ctrl-C (SIGINT) or SIGTERM stops a command within seconds: nothing is registered or
+promoted after the signal, the run is recorded as interrupted in the lake's runs table
+(see status), and the exit code is 130 (143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,22 +21,46 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import signal
 import sys
 import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import click
 import typer
+from typer.core import TyperGroup
 
-from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.errors import PipelineError
+from lstm_pipeline.config import LakeConfig, PipelineConfig, load_config
+from lstm_pipeline.errors import Interrupted, PipelineError
 
 __all__ = ["app"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+VERBOSE_FLAGS = ("--verbose", "-v")
+
+
+class _Group(TyperGroup):
+    """Accepts ``--verbose`` anywhere: before or after the command name."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        flags = [a for a in args[:end] if a in VERBOSE_FLAGS]
+        rest = [a for a in args[:end] if a not in VERBOSE_FLAGS] + args[end:]
+        return super().parse_args(ctx, flags[:1] + rest)
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None,
+                  pretty_exceptions_enable=False)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "monthly_sample.csv"
+# The lake that `make run` fills: the bundled sample goes there without being asked for.
+DEFAULT_LAKE = SAMPLE.parent / "lake"
+LANDING_ENV = "LSTM_PIPELINE_LANDING"
 LOG_FILE = Path(os.environ.get("LSTM_PIPELINE_LOG_FILE", "~/.cache/lstm-pipeline/lstm-pipeline.log")).expanduser()
 # Quiet, offline defaults for Prefect and MLflow; an explicit environment wins.
 _OFFLINE_ENV = {
@@ -40,7 +70,12 @@ _OFFLINE_ENV = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "PREFECT_LOGGING_EXTRA_LOGGERS": "lstm_pipeline",
     "GIT_PYTHON_REFRESH": "quiet",
+    # MLflow's loggers go through ours (a file, and the console's filter), and no tqdm bars.
+    "MLFLOW_CONFIGURE_LOGGING": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
+# Exit codes of a command stopped by a signal: 128 + its number, as a shell reports it.
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _state = {"verbose": False}
 
 
@@ -50,101 +85,144 @@ class Mode(str, Enum):
     finetune = "finetune"
 
 
-Root = Annotated[str | None, typer.Option("--root", help="Lake root (folder or URI). Default: data/lake.")]
+Root = Annotated[str | None, typer.Option("--root", metavar="DIR", help="Lake root (folder or URI). Default: data/lake.")]
 ConfigFile = Annotated[
-    Path | None, typer.Option("--config", exists=True, dir_okay=False, help="YAML config file.")
+    Path | None, typer.Option("--config", metavar="FILE", exists=True, dir_okay=False, help="YAML config file.")
 ]
 ModeOpt = Annotated[Mode, typer.Option("--mode", help="auto (the policy decides), retrain or finetune.")]
+FlowRun = Annotated[bool, typer.Option(
+    "--flow-run", help="Run as a Prefect flow run even with no Prefect API configured (on a temporary local API).")]
+# Described in each command's help: typer's Arguments panel would only add "<list[str]>".
+Sources = Annotated[list[str] | None, typer.Argument(metavar="SOURCE", show_default=False, hidden=True)]
 
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks of expected failures too.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show log lines, Prefect's state lines and the tracebacks of expected failures.")] = False,
 ) -> None:
     _state["verbose"] = verbose
 
 
-@app.command()
+@app.command(short_help="Ingest, monitor, train by policy, forecast.")
 def run(
-    sources: Annotated[list[str] | None, typer.Argument(help="Files, folders or globs; default: the bundled sample.")] = None,
+    sources: Sources = None,
     root: Root = None,
     config: ConfigFile = None,
     mode: ModeOpt = Mode.auto,
+    sample: Annotated[bool, typer.Option("--sample", help="Also ingest the bundled demo data.")] = False,
+    flow_run: FlowRun = False,
 ) -> None:
-    """Ingest -> monitor -> train (by policy) -> forecast, as one pipeline flow run."""
-    cfg = _config(root, config)
-    _prepare()
-    from flows.pipeline import pipeline_flow
+    """Ingest -> monitor -> train (by policy) -> forecast.
 
-    state = _flow(lambda: pipeline_flow(sources or [str(SAMPLE)], mode=mode.value, config=cfg, return_state=True))
-    results = state.result(raise_on_failure=False) if state.is_completed() else (state.data or {})
-    results = results if isinstance(results, dict) else {}
-    for stage in ("ingest", "train", "forecast"):
-        if isinstance(results.get(stage), dict) and results[stage].get("summary"):
-            typer.echo(results[stage]["summary"])
-    if not state.is_completed():
-        _fail(state.message or state.name)
+    SOURCE: CSV or Parquet files, folders or globs. With none, the default lake
+    (data/lake) gets the bundled demo data; any other lake gets the landing folder in
+    LSTM_PIPELINE_LANDING if it is set, else nothing new.
+    """
+    cfg = _config(root, config, create_root=True)
+    chosen = _run_sources(cfg, sources or [], sample)
+    _make_root(cfg)
+    with _interruptible(cfg, stage=None):  # the stages record an interruption themselves
+        if _on_prefect(flow_run):
+            results, failure = _pipeline_flow(cfg, chosen, mode)
+        else:
+            from lstm_pipeline import local_run
+
+            results, report = local_run.pipeline(cfg, chosen, mode.value)
+            failure = report.message() if report.failed else None
+    for stage in ("ingest", "monitor", "train", "forecast"):
+        result = results.get(stage)
+        if isinstance(result, dict) and result.get("summary") and (stage != "monitor" or result.get("realised")):
+            typer.echo(result["summary"])
+    if failure:
+        _fail(failure)
     typer.echo("pipeline finished: every stage completed")
+    _next_steps(cfg)
 
 
-@app.command()
+@app.command(short_help="Add files to the lake.")
 def ingest(
-    sources: Annotated[list[str], typer.Argument(help="CSV (.csv, .csv.gz) or Parquet files, folders or globs.")],
+    sources: Annotated[list[str], typer.Argument(metavar="SOURCE", show_default=False, hidden=True)],
     root: Root = None,
     config: ConfigFile = None,
-    id_col: Annotated[str | None, typer.Option(help="Column holding the series id.")] = None,
-    time_col: Annotated[str | None, typer.Option(help="Column holding the timestamp.")] = None,
-    target_col: Annotated[str | None, typer.Option(help="Column holding the value to forecast.")] = None,
-    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter.")] = None,
-    freq: Annotated[str | None, typer.Option(help="pandas frequency (MS, D, h); inferred on first ingest.")] = None,
+    id_col: Annotated[str | None, typer.Option(metavar="NAME", help="Column holding the series id.")] = None,
+    time_col: Annotated[str | None, typer.Option(metavar="NAME", help="Column holding the timestamp.")] = None,
+    target_col: Annotated[str | None, typer.Option(metavar="NAME", help="Column holding the value to forecast.")] = None,
+    delimiter: Annotated[str | None, typer.Option(metavar="CHAR", help="CSV delimiter.")] = None,
+    freq: Annotated[str | None, typer.Option(
+        metavar="ALIAS", help="pandas frequency (MS, D, h); inferred on the first ingest.")] = None,
+    flow_run: FlowRun = False,
 ) -> None:
-    """Add files to the lake (idempotent: the same bytes twice change nothing)."""
-    cfg = _config(root, config, id_col=id_col, time_col=time_col, target_col=target_col,
+    """Add files to the lake (idempotent: the same bytes twice change nothing).
+
+    SOURCE: CSV (.csv, .csv.gz) or Parquet files, folders or globs.
+    """
+    cfg = _config(root, config, create_root=True, id_col=id_col, time_col=time_col, target_col=target_col,
                   csv_delimiter=delimiter, freq=freq)
-    _prepare()
-    from flows.ingest import ingest_flow
+    _check_sources(sources)
+    _make_root(cfg)
 
-    result = _result(_flow(lambda: ingest_flow(sources, config=cfg, return_state=True)))
-    typer.echo(result.pop("summary", ""))
-    typer.echo(f"ingest finished: {result}")
+    def flow() -> Any:
+        from flows.ingest import ingest_flow
+
+        return ingest_flow(sources, config=cfg, return_state=True)
+
+    from lstm_pipeline import local_run
+
+    result = _work(cfg, "ingest", lambda: local_run.ingest(cfg, sources), flow, flow_run)
+    typer.echo(result["summary"])
 
 
-@app.command()
-def train(root: Root = None, config: ConfigFile = None, mode: ModeOpt = Mode.auto) -> None:
+@app.command(short_help="Retrain, fine-tune or skip; register and gate.")
+def train(root: Root = None, config: ConfigFile = None, mode: ModeOpt = Mode.auto, flow_run: FlowRun = False) -> None:
     """Retrain or fine-tune (or skip, by policy): evaluate, refit, register and gate."""
     cfg = _config(root, config)
-    _prepare()
-    from flows.train import train_flow
 
-    result = _result(_flow(lambda: train_flow(mode.value, config=cfg, return_state=True)))
-    typer.echo(result.pop("summary", ""))
-    typer.echo(f"training finished: {result}")
+    def flow() -> Any:
+        from flows.train import train_flow
+
+        return train_flow(mode.value, config=cfg, return_state=True)
+
+    from lstm_pipeline import local_run
+
+    with _training_progress(cfg, flow_run):
+        result = _work(cfg, "train", lambda: local_run.train(cfg, mode.value), flow, flow_run)
+    typer.echo(result["summary"])
 
 
-@app.command()
-def forecast(root: Root = None, config: ConfigFile = None) -> None:
-    """Forecast every current series with the champion (or the best baseline) into ``forecasts``."""
+@app.command(short_help="Forecast every current series.")
+def forecast(root: Root = None, config: ConfigFile = None, flow_run: FlowRun = False) -> None:
+    """Forecast every current series with the champion (or the best baseline) into the forecasts table."""
     cfg = _config(root, config)
-    _prepare()
-    from flows.forecast import forecast_flow
 
-    result = _result(_flow(lambda: forecast_flow(config=cfg, return_state=True)))
-    typer.echo(result.pop("summary", ""))
-    typer.echo(f"forecast finished: {result}")
+    def flow() -> Any:
+        from flows.forecast import forecast_flow
+
+        return forecast_flow(config=cfg, return_state=True)
+
+    from lstm_pipeline import local_run
+
+    result = _work(cfg, "forecast", lambda: local_run.forecast(cfg), flow, flow_run)
+    typer.echo(result["summary"])
 
 
-@app.command()
-def monitor(root: Root = None, config: ConfigFile = None) -> None:
+@app.command(short_help="Score stored forecasts against new actuals.")
+def monitor(root: Root = None, config: ConfigFile = None, flow_run: FlowRun = False) -> None:
     """Score stored forecasts against actuals that arrived since; record live error per version."""
     cfg = _config(root, config)
-    _prepare()
-    from flows.monitor import monitor_flow
 
-    result = _result(_flow(lambda: monitor_flow(config=cfg, return_state=True)))
-    typer.echo(f"monitor finished: {result}")
+    def flow() -> Any:
+        from flows.monitor import monitor_flow
+
+        return monitor_flow(config=cfg, return_state=True)
+
+    from lstm_pipeline import local_run
+
+    result = _work(cfg, "monitor", lambda: local_run.monitor(cfg), flow, flow_run)
+    typer.echo(result["summary"])
 
 
-@app.command()
+@app.command(short_help="What the lake, the registry and the forecasts hold.")
 def status(root: Root = None, config: ConfigFile = None) -> None:
     """Print the lake's tables, the models serving, the latest forecasts, live accuracy, the last failure."""
     cfg = _config(root, config)
@@ -158,7 +236,30 @@ def status(root: Root = None, config: ConfigFile = None) -> None:
     typer.echo(text)
 
 
-@app.command()
+@app.command(short_help="Serve an earlier model version: move @champion back.")
+def rollback(
+    version: Annotated[str | None, typer.Argument(help="The version to serve. Default: the champion before the current one.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why, recorded on the version.")] = "",
+    root: Root = None,
+    config: ConfigFile = None,
+) -> None:
+    """Move @champion to VERSION (default: the previous champion), recording who, when and why.
+
+    The version is loaded first; unfinished promotions are cancelled, so the next run keeps
+    this champion. A newly trained candidate still replaces it if it beats it.
+    """
+    cfg = _config(root, config)
+    _prepare(flows=False)
+    from lstm_pipeline.registry import Registry
+
+    try:  # the registry only: no flow run
+        done = Registry(cfg.registry, cfg.lake.root).rollback(version, reason=reason)
+    except Exception as exc:  # noqa: BLE001 - classified in _fail_with
+        _fail_with(exc)
+    typer.echo(done)
+
+
+@app.command(short_help="Draw the latest forecasts into one PNG.")
 def plot(
     series: Annotated[list[str] | None, typer.Option(
         "--series", metavar="ID",
@@ -182,7 +283,10 @@ def plot(
     typer.echo(result.summary())
 
 
-def _config(root: str | None, config_file: Path | None, **data: Any) -> PipelineConfig:
+def _config(root: str | None, config_file: Path | None, create_root: bool = False, **data: Any) -> PipelineConfig:
+    """The configuration, checked; the lake root must exist unless ``create_root`` (ingest, run)."""
+    for key, value in _OFFLINE_ENV.items():  # before MLflow or Prefect is imported
+        os.environ.setdefault(key, value)
     _logging()
     overrides: dict[str, Any] = {}
     if root:
@@ -191,30 +295,171 @@ def _config(root: str | None, config_file: Path | None, **data: Any) -> Pipeline
     if data:
         overrides["data"] = data
     try:
-        return load_config(config_file, overrides)
+        cfg = load_config(config_file, overrides)
+    except Exception as exc:  # noqa: BLE001 - classified in _fail_with
+        _fail_with(exc)
+    lake_root = cfg.lake.root
+    if "://" not in lake_root and not Path(lake_root).is_dir():
+        if Path(lake_root).exists():
+            _fail(f"the lake root {lake_root} is not a folder")
+        if not create_root:
+            _fail(f"the lake root {lake_root} does not exist (check --root; ingest or run creates it)")
+    return cfg
+
+
+def _make_root(cfg: PipelineConfig) -> None:
+    """Create a local lake root (ingest and run), once their inputs are checked."""
+    if "://" not in cfg.lake.root:
+        Path(cfg.lake.root).mkdir(parents=True, exist_ok=True)
+
+
+def _run_sources(cfg: PipelineConfig, sources: list[str], sample: bool) -> list[str]:
+    """What ``run`` ingests: the sources given (and the sample if asked), else the default
+    lake's sample, else the landing folder, else nothing; checked before any work."""
+    chosen = [*sources, *([str(SAMPLE)] if sample else [])]
+    if not chosen:
+        if cfg.lake.root == LakeConfig().root and Path(cfg.lake.root).resolve() == DEFAULT_LAKE:
+            chosen = [str(SAMPLE)]
+        elif os.environ.get(LANDING_ENV, "").strip():
+            chosen = [s.strip() for s in os.environ[LANDING_ENV].split(",") if s.strip()]
+        else:
+            typer.echo(f"no SOURCE, no --sample and no landing folder ({LANDING_ENV}): nothing new to ingest")
+    _check_sources(chosen)
+    return chosen
+
+
+def _check_sources(sources: list[str]) -> None:
+    """A missing local file fails now, in one line, before any work (URIs are listed by the ingest)."""
+    from lstm_pipeline.sources import resolve_sources
+
+    try:
+        resolve_sources([s for s in sources if "://" not in s])
     except Exception as exc:  # noqa: BLE001 - classified in _fail_with
         _fail_with(exc)
 
 
+def _on_prefect(flow_run: bool) -> bool:
+    from lstm_pipeline.local_api import configured_api_url
+
+    return flow_run or configured_api_url() is not None
+
+
+def _work(cfg: PipelineConfig, stage: str, local: Callable[[], dict[str, Any]], flow: Callable[[], Any],
+          flow_run: bool) -> dict[str, Any]:
+    """One stage's work, here or as a flow run; its result dict, or one line and exit 1."""
+    with _interruptible(cfg, stage):
+        if _on_prefect(flow_run):
+            _prepare(flows=True)
+            return _result(_flow(flow))
+        _prepare(flows=False)
+        try:
+            return local()
+        except Exception as exc:  # noqa: BLE001 - classified in _fail_with
+            _fail_with(exc)
+
+
+def _pipeline_flow(cfg: PipelineConfig, sources: list[str], mode: Mode) -> tuple[dict[str, Any], str | None]:
+    _prepare(flows=True)
+    from flows.pipeline import pipeline_flow
+
+    with _training_progress(cfg, True):
+        state = _flow(lambda: pipeline_flow(sources, mode=mode.value, config=cfg, return_state=True))
+    results = state.result(raise_on_failure=False) if state.is_completed() else (state.data or {})
+    results = results if isinstance(results, dict) else {}
+    return results, None if state.is_completed() else (state.message or state.name)
+
+
+@contextmanager
+def _training_progress(cfg: PipelineConfig, flow_run: bool) -> Iterator[None]:
+    """Progress for a flow run's training (the in-process path opens its own)."""
+    if not _on_prefect(flow_run):
+        yield
+        return
+    from lstm_pipeline import console
+
+    with console.training_progress(cfg.lstm_ensemble()):
+        yield
+
+
+@contextmanager
+def _interruptible(cfg: PipelineConfig, stage: str | None) -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt and SIGTERM/SIGHUP :class:`Interrupted` in this (main)
+    thread, where the work runs, even if this process was started with SIGINT ignored (a
+    background job of a script). Either stops the work where it is, through every
+    ``except Exception`` and the training's ``except BaseException`` (which fails its
+    MLflow run). Then: the interruption is recorded in ``runs`` (``run`` records its
+    stages itself: ``stage`` None), one line, and exit 128 + the signal's number.
+    """
+    from lstm_pipeline.runs import INTERRUPTED, RunReport, StageOutcome, interruption, record_run
+
+    started = datetime.now(UTC)
+    previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGHUP, _raise_interrupted)
+    try:
+        yield
+    except (KeyboardInterrupt, Interrupted) as exc:
+        for s in _SIGNALS:  # a second signal must not break the record being written
+            signal.signal(s, signal.SIG_IGN)
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        logging.getLogger("lstm_pipeline.cli").info("interrupted", exc_info=exc, extra={"console": False})
+        if stage is not None:
+            from lstm_pipeline.lake import Lake
+
+            report = RunReport(f"cli-{uuid.uuid4().hex[:12]}", (StageOutcome(stage, INTERRUPTED, interruption(exc)),),
+                               started)
+            record_run(Lake.from_config(cfg.lake), report)
+        typer.secho(f"{stage or 'run'} {interruption(exc)}", fg="yellow", err=True)
+        raise typer.Exit(128 + int(signum)) from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _next_steps(cfg: PipelineConfig) -> None:
+    """Where to look after a run: status, and the MLflow UI of a local store."""
+    root = cfg.lake.root
+    typer.echo(f"next: lstm-pipeline status{'' if root == LakeConfig().root else f' --root {root}'}")
+    uri = cfg.registry.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and uri.startswith("http"):
+        typer.echo(f"      the registry: {uri.rstrip('/')}/#/models/{cfg.registry.model_name}")
+    elif "://" not in root:
+        mlflow = Path(sys.executable).with_name("mlflow")
+        shown = os.path.relpath(mlflow) if mlflow.is_relative_to(Path.cwd()) else str(mlflow)
+        store = uri or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+        typer.echo(f"      {shown} ui --backend-store-uri {store} --port 5000   "
+                   f"# then http://127.0.0.1:5000/#/models/{cfg.registry.model_name}")
+
+
 def _prepare(flows: bool = True) -> None:
-    """Offline settings, logging, and (for flow commands) the local API tied to this process."""
+    """Offline settings, logging, and (``flows``) Prefect's temporary API when none is configured."""
     for key, value in _OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     _logging()
-    if flows and not os.environ.get("PREFECT_API_URL"):
+    if flows:
         from lstm_pipeline import local_api
 
-        local_api.reap_orphans()
-        try:
-            local_api.start_tied_server(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
-        except Exception as exc:  # noqa: BLE001
-            _fail(f"Prefect's temporary local API did not start: {exc}")
+        if local_api.configured_api_url() is None:
+            local_api.reap_orphans()
+            try:
+                local_api.start_tied_server(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
+            except Exception as exc:  # noqa: BLE001
+                _fail(f"Prefect's temporary local API did not start: {exc}")
 
 
 def _logging() -> None:
-    """The console shows log lines without tracebacks (unless --verbose); the file has them."""
+    """The log file gets everything (the pipeline's DEBUG lines too). The console gets
+    warnings and errors, and off a terminal the training's per-fit lines; with
+    ``--verbose``, every INFO line, Prefect's own and tracebacks too."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
+    logging.getLogger("lstm_pipeline").setLevel(logging.DEBUG)
+    logging.captureWarnings(True)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     try:
@@ -226,9 +471,20 @@ def _logging() -> None:
         pass  # no log file: the console still says what failed
     console = _StderrHandler()
     console.setFormatter(_Console("%(asctime)s %(levelname)s %(name)s: %(message)s", _state["verbose"]))
+    console.addFilter(_console_filter)
     root.addHandler(console)
     for chatty in ("httpx", "alembic", "mlflow.store", "botocore", "urllib3"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def _console_filter(record: logging.LogRecord) -> bool:
+    if not getattr(record, "console", True):
+        return False  # said once, by the command itself
+    if _state["verbose"]:
+        return record.levelno >= logging.INFO
+    if record.name.startswith("prefect") or record.name == "py.warnings":
+        return False  # a failure Prefect logs is reported once, by the command
+    return record.levelno >= logging.WARNING or (record.name == "lstm_pipeline.console" and record.levelno >= logging.INFO)
 
 
 def _flow(call: Any) -> Any:
@@ -253,7 +509,9 @@ def _result(state: Any) -> dict[str, Any]:
 def _fail_with(exc: BaseException) -> NoReturn:
     """Expected failures: one line (traceback to the log). Anything else: its traceback."""
     if _expected(exc):
-        logging.getLogger("lstm_pipeline.cli").error("%s", _one_line(exc), exc_info=exc)
+        logging.getLogger("lstm_pipeline.cli").error("%s", _one_line(exc), exc_info=exc, extra={"console": False})
+        if _state["verbose"]:
+            traceback.print_exception(exc)
         _fail(_one_line(exc))
     traceback.print_exception(exc)
     raise typer.Exit(1)

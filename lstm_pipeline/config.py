@@ -9,11 +9,14 @@ Environment variables are named ``LSTM_PIPELINE_<SECTION>__<FIELD>``, for exampl
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -37,6 +40,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "LSTM_PIPELINE_"
+_UNIONS = (typing.Union, types.UnionType)
 
 # Season length per pandas frequency alias, used by seasonal naive and MASE.
 _SEASON_LENGTHS = {
@@ -251,25 +255,43 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> PipelineConfig:
-    """Build the configuration: defaults < YAML file < environment < overrides."""
+    """Build the configuration: defaults < YAML file < environment < overrides.
+
+    A file that cannot be read or parsed raises :class:`ConfigError` naming the file (and
+    for a YAML syntax error, the line and column); invalid values raise pydantic's
+    ``ValidationError``.
+    """
     values: dict[str, Any] = {}
     if path is not None:
-        import yaml  # only when a file is given: a bare training box may lack PyYAML
-
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
-        values = _deep_merge(values, loaded)
+        values = _deep_merge(values, _read_yaml(Path(path)))
     values = _deep_merge(values, _env_values(os.environ if environ is None else environ))
     values = _deep_merge(values, overrides or {})
     return PipelineConfig.model_validate(values)
 
 
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # only when a file is given: a bare training box may lack PyYAML
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {exc.problem or exc.context}") from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot be read as YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+    return loaded
+
+
 def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     """``LSTM_PIPELINE_MODEL__HIDDEN_SIZE=128`` -> ``{"model": {"hidden_size": "128"}}``.
 
-    Values stay strings; pydantic coerces them ("128" -> 128, "true" -> True) and
-    list-valued fields take JSON-free comma lists ("open,high" -> ("open", "high")).
+    Values stay strings; pydantic coerces them ("128" -> 128, "true" -> True). A field
+    holding several values (a tuple or list: ``window.lookbacks``, ``data.covariates``)
+    takes a comma list or a JSON list: ``15,24`` and ``[15,24]`` are both (15, 24), and
+    an empty value is the empty tuple. A mapping field takes a JSON object.
     """
     out: dict[str, Any] = {}
     for key, raw in environ.items():
@@ -277,10 +299,34 @@ def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         section, field = key[len(ENV_PREFIX):].lower().split("__", 1)
         value: Any = raw
-        if field == "covariates":
-            value = tuple(v.strip() for v in raw.split(",") if v.strip())
+        kind = _field_kind(section, field)
+        if kind == "sequence":
+            text = raw.strip()
+            value = _json(key, text) if text.startswith("[") else tuple(v.strip() for v in text.split(",") if v.strip())
+        elif kind == "mapping" and raw.strip().startswith("{"):
+            value = _json(key, raw)
         out.setdefault(section, {})[field] = value
     return out
+
+
+def _field_kind(section: str, field: str) -> str:
+    """"sequence", "mapping" or "scalar": the shape of ``section.field``'s type (unknown: scalar)."""
+    holder = PipelineConfig.model_fields.get(section)
+    model = holder.annotation if holder is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)) or field not in model.model_fields:
+        return "scalar"  # an unknown name: validation names it
+    annotation = model.model_fields[field].annotation
+    kinds = {get_origin(a) or a for a in (get_args(annotation) if get_origin(annotation) in _UNIONS else (annotation,))}
+    if kinds & {tuple, list, set, frozenset}:
+        return "sequence"
+    return "mapping" if dict in kinds else "scalar"
+
+
+def _json(key: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{key}: not valid JSON ({exc.msg} at character {exc.pos + 1}): {text!r}") from exc
 
 
 def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,15 @@
 
 Each carries one line that names the cause (the file and row, the table, the server),
 which the command line prints without a traceback. Any other exception is a bug and
-keeps its traceback.
+keeps its traceback. :class:`Interrupted` is not a failure but a stop: the command line
+raises it for SIGTERM (SIGINT raises ``KeyboardInterrupt``) in the thread doing the work.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ModelLoadError", "NotEnoughData", "PipelineError"]
+import signal
+
+__all__ = ["ConfigError", "Interrupted", "ModelLoadError", "NotEnoughData", "PipelineError"]
 
 
 class PipelineError(Exception):
@@ -24,3 +27,19 @@ class ModelLoadError(PipelineError):
 
 class ConfigError(PipelineError, ValueError):
     """A configuration file or value that cannot be used."""
+
+
+class Interrupted(BaseException):
+    """A termination signal (SIGTERM, SIGHUP) arrived: stop the work, register nothing more.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that ``except Exception`` blocks
+    (retries, a failed stage that lets the next one run) let it through.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.signame = signal.Signals(signum).name
+
+    def __str__(self) -> str:
+        return f"interrupted by {self.signame}"

@@ -6,7 +6,9 @@ killer, ``timeout -s KILL``) never reaches that exit, and the server (about 190 
 on. Two guards, Linux only (elsewhere both are no-ops):
 
 * :func:`start_tied_server` starts the server from the main thread with
-  ``PR_SET_PDEATHSIG``: the kernel sends it SIGTERM the moment the CLI process dies.
+  ``PR_SET_PDEATHSIG``: the kernel sends it SIGTERM the moment the CLI process dies. It
+  runs in a process group of its own, so that a Ctrl-C at the terminal reaches only the
+  CLI, which then reports the interrupted run to it before stopping it.
 * :func:`reap_orphans`, called by every CLI run, stops ephemeral servers that an earlier
   run left behind: processes running Prefect's ephemeral API for the same
   ``PREFECT_HOME`` whose parent is gone (re-parented to init).
@@ -25,12 +27,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["reap_orphans", "start_tied_server"]
+__all__ = ["configured_api_url", "reap_orphans", "start_tied_server"]
 
 log = logging.getLogger(__name__)
 
 _APP = "prefect.server.api.server:create_app"
 _PR_SET_PDEATHSIG = 1
+
+
+def configured_api_url(environ: dict[str, str] | None = None) -> str | None:
+    """The Prefect API this process would use: ``PREFECT_API_URL``, else the active
+    profile's (``PREFECT_PROFILE`` or the profiles file's ``active``), else None.
+
+    Read without importing Prefect (seconds), so that a command can decide cheaply
+    whether it runs as a flow run.
+    """
+    import tomllib
+
+    env = os.environ if environ is None else environ
+    if env.get("PREFECT_API_URL"):
+        return env["PREFECT_API_URL"]
+    home = Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    path = Path(env.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = env.get("PREFECT_PROFILE") or profiles.get("active", "ephemeral")
+    url = profiles.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    return str(url) if url else None
 
 
 def start_tied_server(timeout_s: float | None = None) -> Any:
@@ -90,7 +115,10 @@ def reap_orphans(prefect_home: str | Path | None = None) -> list[int]:
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (Linux ``prctl``)."""
+    """In the child, before exec: a process group of its own (a terminal's Ctrl-C is for
+    the CLI), and SIGTERM when the parent dies (Linux ``prctl``)."""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)

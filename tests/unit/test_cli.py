@@ -19,6 +19,7 @@ def status_failing_with(exc: Exception, tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(status, "render_status", failing)
     monkeypatch.setattr(cli, "LOG_FILE", tmp_path / "cli.log")
+    (tmp_path / "lake").mkdir()
     return CliRunner().invoke(cli.app, ["status", "--root", str(tmp_path / "lake")])
 
 

@@ -25,7 +25,7 @@ def test_defaults() -> None:
     cfg = load_config(environ={})
     assert cfg == PipelineConfig()
     assert cfg.window.horizon == 12 and cfg.window.lookback is None and cfg.window.input_lengths(12) == (15, 24, 36)
-    assert cfg.model.hidden_size == 32 and cfg.model.proj_size == 0 and cfg.train.ensemble == 3
+    assert cfg.model.hidden_size == 32 and cfg.model.proj_size == 0 and cfg.train.ensemble is None
     assert cfg.data.freq is None and cfg.data.covariates == ()
 
 
