@@ -13,13 +13,20 @@ What keeps a scheduled run safe when MLflow misbehaves:
   :class:`RegistryUnavailable` says so. MLflow's own HTTP retries are switched off
   (unless set in the environment), so nothing waits longer than that budget.
 * **Registration that cannot half-happen.** A version is created with all its tags and
-  its description in one call; then the ``challenger`` alias is moved, then (if it was
-  promoted) the ``champion`` alias. A crash in between leaves a version whose tags say
-  what should have happened: :meth:`Registry.repair` finishes it on the next run.
+  its description in one call, ``promotion=pending`` among them; then the ``challenger``
+  alias is moved, then (if it was promoted) the ``champion`` alias, then the tag becomes
+  ``promotion=done``. A crash in between leaves a pending version whose tags say what
+  should have happened: :meth:`Registry.repair` finishes it on the next run. Only those:
+  an alias moved by hand (or by :meth:`Registry.rollback`) is left where it was put.
+* **"Not found" is the only "no champion".** Reading an alias that is not set returns
+  None; any other error raises (:class:`RegistryUnavailable` when MLflow cannot be
+  reached, :class:`RegistryError` otherwise), so that a registry that refuses to answer
+  is never mistaken for an empty one.
 * **One resolution per load.** An alias is resolved to a version number once, and that
   number is loaded and reported, so a promotion meanwhile cannot mislabel forecasts.
-* **A local copy of the champion.** Each model loaded is also kept on local disk; when
-  MLflow cannot be reached, :meth:`Registry.load` serves that copy, and says so.
+* **A local copy of the champion.** Each model loaded is also kept on local disk, with a
+  manifest (``versions.ModelCache``); :meth:`Registry.local_copy` returns it, whole, for
+  the caller to serve when the registry cannot be read.
 * **Metrics in batches.** Per-epoch losses are buffered and sent in batches; a batch
   that fails is kept and sent with the next one, so a short outage loses nothing.
 """
@@ -27,10 +34,12 @@ What keeps a scheduled run safe when MLflow misbehaves:
 from __future__ import annotations
 
 import fcntl
+import getpass
 import logging
 import math
 import os
 import random
+import socket
 import tempfile
 import time
 import warnings
@@ -56,8 +65,8 @@ from lstm_pipeline.train import EpochLog
 from lstm_pipeline.versions import Loaded, ModelCache, VersionInfo, cache_dir
 
 __all__ = [
-    "CHALLENGER", "CHAMPION", "Loaded", "Registry", "RegistryUnavailable", "TrainingRun", "VersionInfo",
-    "resolve_tracking_uri",
+    "CHALLENGER", "CHAMPION", "PROMOTION", "Loaded", "Registry", "RegistryError", "RegistryUnavailable",
+    "TrainingRun", "VersionInfo", "resolve_tracking_uri",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,13 +78,22 @@ _SERVING_FILE = _PACKAGE_DIR / "serving.py"
 _RUNTIME_PACKAGES = ("torch", "pandas", "numpy", "pydantic", "pyyaml", "mlflow")
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 # Errors that retrying cannot fix.
+# ENDPOINT_NOT_FOUND: an HTTP 404 without MLflow's JSON, i.e. the URI names another service.
 _PERMANENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "NOT_FOUND",
-              "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_STATE"}
+              "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_STATE", "ENDPOINT_NOT_FOUND"}
+# The tag that says whether the code finished moving a version's aliases (see repair).
+PROMOTION = "promotion"
+_PENDING, _DONE, _CANCELLED = "pending", "done", "cancelled"
 _FLUSH_EVERY = 10  # epochs per metrics batch
 T = TypeVar("T")
 
 
-class RegistryUnavailable(PipelineError):
+class RegistryError(PipelineError):
+    """MLflow answered, but with an error that retrying cannot fix (a permission refused, a
+    URI that names another service): the registry's state is unknown, not empty."""
+
+
+class RegistryUnavailable(RegistryError):
     """MLflow could not be reached (or kept failing) within ``registry.max_wait_s``."""
 
 
@@ -162,45 +180,68 @@ class Registry:
 
     # --- reading ---------------------------------------------------------------------
     def version(self, alias: str) -> VersionInfo | None:
-        """The version behind ``alias``, or None if the alias is not set."""
+        """The version behind ``alias``; None only if MLflow says the model or the alias does
+        not exist. RegistryUnavailable when MLflow cannot be reached, RegistryError for any
+        other error: a registry that cannot answer is not an empty one."""
         try:
-            mv = self._call(f"resolve @{alias}", self.client.get_model_version_by_alias, self.name, alias)
-        except MlflowException:
-            return None
+            # The model's alias map, not get_model_version_by_alias: MLflow reports a missing
+            # alias as INVALID_PARAMETER_VALUE, the code of many other errors too.
+            model = self._call(f"read {self.name}", self.client.get_registered_model, self.name)
+            number = dict(model.aliases or {}).get(alias)
+            if number is None:
+                return None
+            mv = self._call(f"read v{number}", self.client.get_model_version, self.name, str(number))
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise self._error(f"resolve {self.name}@{alias}", exc) from exc
         return self._info(mv)
 
     def versions(self) -> list[VersionInfo]:
-        """Every version of the model, oldest first."""
-        found = self._call("list versions", self.client.search_model_versions, f"name = '{self.name}'")
+        """Every version of the model, oldest first (RegistryError if MLflow refuses)."""
+        try:
+            found = self._call("list versions", self.client.search_model_versions, f"name = '{self.name}'")
+        except MlflowException as exc:
+            raise self._error(f"list the versions of {self.name}", exc) from exc
         return sorted((self._info(mv) for mv in found), key=lambda v: int(v.version))
 
     def load(self, alias: str = CHAMPION) -> Loaded | None:
         """The version behind ``alias``, fully loaded (every member), or None if unset.
 
-        The alias is resolved once; that version number is loaded and reported. When
-        MLflow cannot be reached, the local copy of the last model loaded from this
-        registry is returned instead (``source="cache"``), if there is one.
+        The alias is resolved once; that version number is loaded and reported, and kept
+        as the local copy. Raises RegistryUnavailable (an outage: the champion exists as
+        far as anyone knows) or RegistryError when the registry cannot be read, and
+        ModelLoadError when the version it names cannot be loaded (a broken model). It
+        never serves the local copy itself: the caller decides (:meth:`local_copy`).
         """
+        info = self.version(alias)
+        if info is None:
+            return None
+        loaded = Loaded(self._load_bundle(info, alias), info)
+        self.cache.store(alias, loaded.bundle, info)
+        return loaded
+
+    def local_copy(self, alias: str = CHAMPION) -> Loaded | None:
+        """The local copy of the last model loaded as ``alias`` (``source="cache"``), if it
+        is whole (its manifest checks out); None otherwise, with one log line saying why."""
+        return self.cache.load(alias)
+
+    def _load_bundle(self, info: VersionInfo, alias: str) -> ModelBundle:
         try:
-            info = self.version(alias)
-            if info is None:
-                return None
             model = self._call(f"load v{info.version}", self._load_pyfunc, info.version)
-        except RegistryUnavailable as exc:
-            cached = self.cache.load(alias)
-            if cached is None:
-                raise
-            log.warning("%s; using the local copy of %s v%s (%s)", exc, self.name, cached.info.version,
-                        self.cache.folder)
-            return cached
+        except RegistryUnavailable:
+            raise
         except Exception as exc:
-            raise ModelLoadError(f"{self.name} @{alias} could not be loaded from {_redacted(self.uri)}: "
-                                 f"{_first_line(exc)}") from exc
+            raise ModelLoadError(f"{self.name} v{info.version} (@{alias}) could not be loaded from "
+                                 f"{_redacted(self.uri)}: {_first_line(exc)}") from exc
         bundle = getattr(model.unwrap_python_model(), "bundle", None)
         if not isinstance(bundle, ModelBundle):
             raise ModelLoadError(f"{self.name} v{info.version} (@{alias}) is not a model of this pipeline")
-        self.cache.store(alias, bundle, info)
-        return Loaded(bundle, info)
+        return bundle
+
+    def _error(self, what: str, exc: MlflowException) -> RegistryError:
+        return RegistryError(f"MLflow at {_redacted(self.uri)} could not {what}: {exc.error_code}: "
+                             f"{_first_line(exc)}")
 
     def _load_pyfunc(self, version: str) -> Any:
         with _pointed_at(self.uri):
@@ -218,7 +259,8 @@ class Registry:
         return TrainingRun(self, run.info.run_id)
 
     def register(self, run: TrainingRun, model_id: str, tags: Mapping[str, str], description: str) -> str:
-        """A new version of the model logged by ``run``, born with its tags and description."""
+        """A new version of the model logged by ``run``, born with its tags and description,
+        and ``promotion=pending`` until :meth:`move_aliases` has moved its aliases."""
         try:
             self._call("create the registered model", self.client.create_registered_model, self.name)
         except MlflowException as exc:
@@ -229,38 +271,115 @@ class Registry:
         source = self._call("find the logged model", self.client.get_logged_model, model_id).artifact_location
         mv = self._call(
             "register the model", self.client.create_model_version, self.name, source=source,
-            run_id=run.run_id, tags={k: str(v) for k, v in tags.items()}, description=description, model_id=model_id,
+            run_id=run.run_id, tags={**{k: str(v) for k, v in tags.items()}, PROMOTION: _PENDING},
+            description=description, model_id=model_id,
         )
         return str(mv.version)
 
     def move_aliases(self, version: str, promoted: bool) -> None:
-        """``challenger`` to ``version``, then ``champion`` too if it was promoted."""
+        """``challenger`` to ``version``, then ``champion`` too if it was promoted; then the
+        version's ``promotion`` tag says ``done``."""
         self._call("set @challenger", self.client.set_registered_model_alias, self.name, CHALLENGER, version)
         if promoted:
-            self._call("set @champion", self.client.set_registered_model_alias, self.name, CHAMPION, version)
+            self._make_champion(version)
+        self.tag_version(version, {PROMOTION: _DONE})
+
+    def _make_champion(self, version: str) -> None:
+        # The champion it replaces, recorded first: ``rollback`` goes back to it.
+        current = self.version(CHAMPION)
+        if current is not None and current.version != version:
+            self.tag_version(version, {"previous_champion": current.version})
+        self._call("set @champion", self.client.set_registered_model_alias, self.name, CHAMPION, version)
 
     def repair(self) -> list[str]:
-        """Finish a registration that a crash interrupted: the newest decided version gets the
-        ``challenger`` alias, and ``champion`` too if its tags say it was promoted and the
-        champion is older. Returns what was fixed (nothing, normally)."""
-        try:
-            decided = [v for v in self.versions() if "promoted" in v.tags]
-        except MlflowException:
+        """Finish the promotion the code started and a crash interrupted, and only that.
+
+        The newest version tagged ``promotion=pending`` gets the ``challenger`` alias (if
+        the challenger is older) and, if its tags say it was promoted, ``champion`` (if the
+        champion is older); then it is tagged ``done``. Older pending versions were
+        overtaken by a later registration: tagged ``cancelled``, no alias moved. Aliases
+        moved by hand, and versions without the tag (registered before it existed), are
+        left alone. Returns what was fixed (nothing, normally); RegistryError if the
+        registry cannot be read.
+        """
+        versions = self.versions()
+        pending = [v for v in versions if v.tags.get(PROMOTION) == _PENDING]
+        if not pending:
             return []
-        if not decided:
-            return []
-        newest, fixed = decided[-1], []
+        newest, fixed = pending[-1], []
+        for old in pending[:-1]:
+            self.tag_version(old.version, {PROMOTION: _CANCELLED, "promotion_cancelled": f"overtaken by v{newest.version}"})
+            fixed.append(f"v{old.version}'s unfinished promotion cancelled (overtaken by v{newest.version})")
         champion, challenger = self.version(CHAMPION), self.version(CHALLENGER)
         if challenger is None or int(challenger.version) < int(newest.version):
             self._call("set @challenger", self.client.set_registered_model_alias, self.name, CHALLENGER,
                        newest.version)
             fixed.append(f"challenger -> v{newest.version}")
         if newest.tags.get("promoted") == "true" and (champion is None or int(champion.version) < int(newest.version)):
-            self._call("set @champion", self.client.set_registered_model_alias, self.name, CHAMPION, newest.version)
+            self._make_champion(newest.version)
             fixed.append(f"champion -> v{newest.version}")
+        self.tag_version(newest.version, {PROMOTION: _DONE})
         for what in fixed:
             log.warning("registry repaired an interrupted promotion: %s", what)
         return fixed
+
+    def rollback(self, version: str | None = None, reason: str = "") -> str:
+        """Make ``version`` (default: the champion before the current one) the champion.
+
+        The version is loaded first (a model that cannot be loaded is refused), then
+        ``@champion`` moves, and both versions record who, when and from/to which version
+        (tags ``rollback_*`` on the new champion, ``rolled_back_*`` on the old one). Any
+        unfinished promotion is cancelled, so that the next run's :meth:`repair` does not
+        undo the rollback; the local copy becomes the new champion's. The policy promotes
+        only newly trained candidates, so the version rolled back from is not promoted
+        again. Returns one line saying what was done. RegistryError when there is nothing
+        to roll back to or the version does not exist.
+        """
+        current = self.version(CHAMPION)
+        if version is None:
+            if current is None:
+                raise RegistryError(f"{self.name} has no champion to roll back from: name the version to serve")
+            version = self._previous_champion(current)
+        version = version.removeprefix("v")
+        try:
+            mv = self._call(f"read v{version}", self.client.get_model_version, self.name, version)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise RegistryError(f"{self.name} has no version {version} in {_redacted(self.uri)}") from exc
+            raise self._error(f"read {self.name} v{version}", exc) from exc
+        target = self._info(mv)
+        if current is not None and current.version == target.version:
+            raise RegistryError(f"{self.name} v{version} is already the champion")
+        bundle = self._load_bundle(target, f"v{version}")
+        who, when = _operator(), datetime.now(UTC).isoformat(timespec="seconds")
+        for other in self.versions():
+            if other.tags.get(PROMOTION) == _PENDING:
+                self.tag_version(other.version, {PROMOTION: _CANCELLED,
+                                                 "promotion_cancelled": f"rollback to v{version} by {who} at {when}"})
+        was = current.version if current is not None else "none"
+        self.tag_version(version, {"rollback_at": when, "rollback_by": who, "rollback_from": was,
+                                   "rollback_reason": reason or "-"})
+        self._call("set @champion", self.client.set_registered_model_alias, self.name, CHAMPION, version)
+        if current is not None:
+            self.tag_version(current.version, {"rolled_back_at": when, "rolled_back_by": who,
+                                               "rolled_back_to": version})
+        info = self.version(CHAMPION)
+        self.cache.store(CHAMPION, bundle, info if info is not None else target)
+        done = f"{self.name} @champion: v{was} -> v{version} (rollback by {who} at {when})"
+        log.warning("%s", done)
+        return done
+
+    def _previous_champion(self, current: VersionInfo) -> str:
+        """The champion ``current`` replaced (its ``previous_champion`` tag), else the newest
+        earlier version that was promoted and not itself rolled back from."""
+        if current.tags.get("previous_champion"):
+            return current.tags["previous_champion"]
+        earlier = [v for v in self.versions() if int(v.version) < int(current.version)
+                   and v.tags.get("promoted") == "true" and "rolled_back_at" not in v.tags]
+        if not earlier:
+            raise RegistryError(f"{self.name} v{current.version} has no earlier champion to roll back to: "
+                                f"name the version to serve")
+        return earlier[-1].version
 
     def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
         for key, value in tags.items():
@@ -379,6 +498,15 @@ def _transient(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}".lower()
     return any(word in text for word in ("connection", "timeout", "timed out", "unavailable", "locked",
                                          "temporarily", "max retries", "refused", "reset by peer"))
+
+
+def _operator() -> str:
+    """Who acts, for the record: user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
 
 
 def _first_line(exc: BaseException) -> str:

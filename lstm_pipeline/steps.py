@@ -27,11 +27,11 @@ from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.ingest import IngestReport, ingest
 from lstm_pipeline.lake import FORECASTS, SERIES, Lake
-from lstm_pipeline.registry import CHALLENGER, CHAMPION, Registry, RegistryUnavailable
+from lstm_pipeline.registry import CHALLENGER, CHAMPION, Registry, RegistryError
 from lstm_pipeline.training import TrainOutcome, run_training
 
 __all__ = [
-    "BASELINE", "ForecastOutcome", "TrainOutcome", "max_staleness", "run_forecast", "run_ingest", "run_training",
+    "BASELINE", "ForecastFromFallback", "ForecastOutcome", "TrainOutcome", "max_staleness", "run_forecast", "run_ingest", "run_training",
     "stale_series",
 ]
 
@@ -50,15 +50,17 @@ class ForecastOutcome:
     series: int
     skipped: dict[str, str]
     table_version: int
-    source: str = "registry"  # registry, cache (MLflow was unreachable) or baseline
+    source: str = "registry"  # registry, cache (the registry could not be read) or baseline
     stale: dict[str, str] = field(default_factory=dict)  # unique_id -> last observation
+    registry_error: str = ""  # why the champion could not be read, when it could not
 
     def summary(self) -> str:
         if self.model_name == BASELINE:
-            origin = f"baseline {self.model_version} (no LSTM has passed the gate yet)"
+            why = "the registry could not be read" if self.registry_error else "no LSTM has passed the gate yet"
+            origin = f"baseline {self.model_version} ({why})"
         else:
             origin = f"{self.model_name} v{self.model_version}" + (
-                " from the local copy (MLflow unreachable)" if self.source == "cache" else "")
+                " from the local copy (the registry could not be read)" if self.source == "cache" else "")
         text = (f"forecast: {self.series} series x horizon = {self.rows} rows from {origin} "
                 f"-> forecasts table v{self.table_version}")
         if self.stale:
@@ -92,8 +94,25 @@ def stale_series(series: pd.DataFrame, freq: str, limit: int) -> dict[str, str]:
     return {str(uid): str(pd.Timestamp(ds).date()) for uid, ds in old.items()}
 
 
+class ForecastFromFallback(RegistryError):
+    """The champion could not be read from the registry (an outage, or any error but "not
+    found"): the forecasts were written from the local copy, or the best baseline, and the
+    stage fails so that the run and ``status`` say so. ``outcome``: what was written."""
+
+    def __init__(self, message: str, outcome: ForecastOutcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
 def run_forecast(cfg: PipelineConfig) -> ForecastOutcome:
-    """Forecast every current series and append the vintage to ``forecasts`` (keyed, idempotent)."""
+    """Forecast every current series and append the vintage to ``forecasts`` (keyed, idempotent).
+
+    Only a champion the registry says does not exist means the baseline. When the registry
+    cannot be read (RegistryUnavailable, RegistryError), the whole local copy of the last
+    champion loaded forecasts, else the best baseline; the vintage is written, then
+    ForecastFromFallback says which and why. A champion that cannot be loaded
+    (ModelLoadError) raises before anything is written: no copy hides a broken version.
+    """
     lake = Lake.from_config(cfg.lake)
     series = lake.read_series(version=lake.version(SERIES))
     if series.empty:
@@ -108,9 +127,15 @@ def run_forecast(cfg: PipelineConfig) -> ForecastOutcome:
     registry = Registry(cfg.registry, cfg.lake.root)
     try:
         registry.repair()
-    except RegistryUnavailable as exc:  # the forecast goes on from the local copy, if any
+    except RegistryError as exc:  # the champion's read below says what it means for the forecast
         log.warning("could not check the registry for an interrupted promotion: %s", exc)
-    loaded = registry.load(CHAMPION)
+    problem: RegistryError | None = None
+    try:
+        loaded = registry.load(CHAMPION)
+    except RegistryError as exc:
+        problem, loaded = exc, registry.local_copy(CHAMPION)
+        log.error("%s: forecasting from %s", exc, f"the local copy of v{loaded.info.version}" if loaded
+                  else "the best baseline (no whole local copy)")
     if loaded is not None:
         result = loaded.bundle.forecast(current)
         frame, skipped = result.frame, result.skipped
@@ -119,14 +144,20 @@ def run_forecast(cfg: PipelineConfig) -> ForecastOutcome:
         name, source, run_id = BASELINE, "baseline", ""
         version, frame = _baseline_forecast(cfg, registry, current, freq)
         skipped = {}
-        log.warning("no champion yet: forecasting with the baseline %s", version)
+        if problem is None:
+            log.warning("no champion yet: forecasting with the baseline %s", version)
     stamped = frame.assign(
         model_name=name, model_version=version, run_id=run_id,
         created_at=pd.Timestamp.now(tz="UTC").tz_localize(None),
     )
     written = lake.upsert(FORECASTS, stamped, keys=FORECAST_KEYS, compare=["yhat"])
-    return ForecastOutcome(name, version, len(stamped), int(stamped["unique_id"].nunique()), skipped, written.version,
-                           source, stale)
+    outcome = ForecastOutcome(name, version, len(stamped), int(stamped["unique_id"].nunique()), skipped,
+                              written.version, source, stale, str(problem) if problem else "")
+    if problem is not None:
+        served = f"the local copy of v{version}" if source == "cache" else f"the baseline {version}"
+        raise ForecastFromFallback(f"{problem}; forecasts were written from {served} "
+                                   f"(forecasts table v{written.version})", outcome)
+    return outcome
 
 
 def _baseline_forecast(
@@ -137,7 +168,7 @@ def _baseline_forecast(
     season = cfg.data.season(freq)
     try:
         latest = registry.version(CHALLENGER)
-    except RegistryUnavailable as exc:
+    except RegistryError as exc:
         log.warning("could not read the last backtest's best baseline (%s): using seasonal naive", exc)
         latest = None
     tags = latest.tags if latest else {}
