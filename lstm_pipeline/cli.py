@@ -283,29 +283,6 @@ def plot(
     typer.echo(result.summary())
 
 
-@app.command(short_help="Serve an earlier model version: move @champion back.")
-def rollback(
-    version: Annotated[str | None, typer.Argument(help="The version to serve. Default: the champion before the current one.")] = None,
-    reason: Annotated[str, typer.Option("--reason", help="Why, recorded on the version.")] = "",
-    root: Root = None,
-    config: ConfigFile = None,
-) -> None:
-    """Move @champion to VERSION (default: the previous champion), recording who, when and why.
-
-    The version is loaded first; unfinished promotions are cancelled, so the next run keeps
-    this champion. A newly trained candidate still replaces it if it beats it.
-    """
-    cfg = _config(root, config)
-    _prepare(flows=False)
-    from lstm_pipeline.registry import Registry
-
-    try:  # the registry only: no flow run
-        done = Registry(cfg.registry, cfg.lake.root).rollback(version, reason=reason)
-    except Exception as exc:  # noqa: BLE001 - classified in _fail_with
-        _fail_with(exc)
-    typer.echo(done)
-
-
 def _config(root: str | None, config_file: Path | None, create_root: bool = False, **data: Any) -> PipelineConfig:
     """The configuration, checked; the lake root must exist unless ``create_root`` (ingest, run)."""
     for key, value in _OFFLINE_ENV.items():  # before MLflow or Prefect is imported
