@@ -377,7 +377,7 @@ def _training_progress(cfg: PipelineConfig, flow_run: bool) -> Iterator[None]:
         return
     from lstm_pipeline import console
 
-    with console.training_progress(cfg.lstm_ensemble()):
+    with console.training_progress(cfg.lstm_ensemble):
         yield
 
 
@@ -410,7 +410,8 @@ def _interruptible(cfg: PipelineConfig, stage: str | None) -> Iterator[None]:
             report = RunReport(f"cli-{uuid.uuid4().hex[:12]}", (StageOutcome(stage, INTERRUPTED, interruption(exc)),),
                                started)
             record_run(Lake.from_config(cfg.lake), report)
-        typer.secho(f"{stage or 'run'} {interruption(exc)}", fg="yellow", err=True)
+        during = f"run: {exc.stage}" if stage is None and hasattr(exc, "stage") else stage or "run"
+        typer.secho(f"{during} {interruption(exc)}", fg="yellow", err=True)
         raise typer.Exit(128 + int(signum)) from None
     finally:
         for s, handler in previous.items():
@@ -450,6 +451,7 @@ def _prepare(flows: bool = True) -> None:
                 local_api.start_tied_server(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
             except Exception as exc:  # noqa: BLE001
                 _fail(f"Prefect's temporary local API did not start: {exc}")
+        _logging()  # importing Prefect configured its logging: ours again
 
 
 def _logging() -> None:

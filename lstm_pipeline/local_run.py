@@ -63,7 +63,7 @@ def train(cfg: PipelineConfig, mode: Mode) -> dict[str, Any]:
     """No retry: a rerun would repeat the whole training (MLflow I/O is retried inside)."""
     from lstm_pipeline.training import run_training
 
-    with console.training_progress(cfg.lstm_ensemble()) as progress:
+    with console.training_progress(cfg.lstm_ensemble) as progress:
         return train_result(run_training(cfg, mode, callbacks=(progress,)))
 
 

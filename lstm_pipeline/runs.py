@@ -132,6 +132,7 @@ def run_stages(
             outcomes.append(StageOutcome(name, FAILED, failure_line(exc)))
             continue
         except BaseException as exc:
+            exc.stage = name  # type: ignore[attr-defined]  # for the caller's one line
             outcomes.append(StageOutcome(name, INTERRUPTED, interruption(exc)))
             record_run(lake, RunReport(run_id, tuple(outcomes), started))
             raise
