@@ -66,6 +66,7 @@ def test_verbose_shows_the_traceback_of_an_expected_failure(tmp_path: Path, env:
 
 
 def test_training_or_forecasting_an_empty_lake_says_to_ingest_first(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "lake").mkdir()
     for command in ("train", "forecast"):
         line = one_clear_line(cli(tmp_path, command, env=env))
         assert "holds no series yet: ingest data first" in line
@@ -106,3 +107,25 @@ def test_a_config_file_that_is_not_a_mapping_is_one_line(tmp_path: Path) -> None
     config.write_text("- just\n- a list\n")
     line = one_clear_line(cli(tmp_path, "status", "--config", str(config), "--root", str(tmp_path / "lake")))
     assert "pipeline.yaml: expected a mapping of sections" in line
+
+
+def test_a_yaml_syntax_error_is_one_line_naming_the_file_line_and_column(tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("model:\n  hidden_size: 32\n bad: [1\n")
+    line = one_clear_line(cli(tmp_path, "train", "--config", str(config), "--root", str(tmp_path)))
+    assert f"{config}, line 3, column 2: invalid YAML" in line
+
+
+def test_a_missing_file_is_one_line_before_prefect_starts(tmp_path: Path) -> None:
+    done = cli(tmp_path, "run", str(tmp_path / "nope.csv"), "--flow-run", "--root", str(tmp_path / "lake"),
+               env={"PREFECT_HOME": str(tmp_path / "prefect")})
+    line = one_clear_line(done)
+    assert f"{tmp_path / 'nope.csv'}: no such file or directory" in line
+    assert "Warning" not in done.stderr and not (tmp_path / "lake").exists()
+    assert not (tmp_path / "prefect").exists()  # the temporary API never started
+
+
+def test_status_refuses_a_lake_root_that_does_not_exist(tmp_path: Path) -> None:
+    line = one_clear_line(cli(tmp_path, "status", "--root", str(tmp_path / "typo")))
+    assert f"the lake root {tmp_path / 'typo'} does not exist" in line
+    assert not (tmp_path / "typo").exists()

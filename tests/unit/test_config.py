@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_origin
 
 import pytest
 from pydantic import ValidationError
 
 from lstm_pipeline.config import (
+    _env_values,
     ModelConfig,
     PipelineConfig,
     load_config,
     season_length_for,
 )
+from lstm_pipeline.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -134,3 +137,32 @@ def test_with_overrides_returns_a_validated_copy() -> None:
 )
 def test_season_length_for(freq: str, expected: int) -> None:
     assert season_length_for(freq) == expected
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "model:\n  hidden_size: 32\n bad: [1\n")
+    with pytest.raises(ConfigError, match=rf"^{path}, line 3, column 2: invalid YAML: "):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize("raw", ["15,24", "15, 24", "[15,24]", "[15, 24]"])
+def test_list_settings_parse_from_the_environment_as_comma_or_json_lists(raw: str) -> None:
+    cfg = load_config(environ={"LSTM_PIPELINE_WINDOW__LOOKBACKS": raw})
+    assert cfg.window.lookbacks == (15, 24)
+
+
+def test_every_tuple_field_takes_a_list_from_the_environment() -> None:
+    tuples = [(section, name) for section, holder in PipelineConfig.model_fields.items()
+              for name, info in holder.annotation.model_fields.items()  # type: ignore[union-attr]
+              if get_origin(info.annotation) is tuple]
+    assert ("window", "lookbacks") in tuples and ("data", "covariates") in tuples
+    for section, name in tuples:
+        parsed = _env_values({f"LSTM_PIPELINE_{section.upper()}__{name.upper()}": "a, b"})
+        assert parsed == {section: {name: ("a", "b")}}
+        assert _env_values({f"LSTM_PIPELINE_{section.upper()}__{name.upper()}": '["a", "b"]'}) == \
+            {section: {name: ["a", "b"]}}
+
+
+def test_a_json_list_that_does_not_parse_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="LSTM_PIPELINE_WINDOW__LOOKBACKS: not valid JSON"):
+        load_config(environ={"LSTM_PIPELINE_WINDOW__LOOKBACKS": "[15,"})
