@@ -23,6 +23,7 @@ import logging.handlers
 import os
 import signal
 import sys
+import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -393,14 +394,18 @@ def _interruptible(cfg: PipelineConfig, stage: str | None) -> Iterator[None]:
     from lstm_pipeline.runs import INTERRUPTED, RunReport, StageOutcome, interruption, record_run
 
     started = datetime.now(UTC)
-    previous = {s: signal.getsignal(s) for s in _SIGNALS}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGHUP, _raise_interrupted)
+    # Handlers can only be set from the main thread (a caller running the app in a thread
+    # keeps its own).
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in _SIGNALS} if main else {}
+    if main:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_interrupted)
+        signal.signal(signal.SIGHUP, _raise_interrupted)
     try:
         yield
     except (KeyboardInterrupt, Interrupted) as exc:
-        for s in _SIGNALS:  # a second signal must not break the record being written
+        for s in previous:  # a second signal must not break the record being written
             signal.signal(s, signal.SIG_IGN)
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
         logging.getLogger("lstm_pipeline.cli").info("interrupted", exc_info=exc, extra={"console": False})
