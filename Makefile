@@ -1,6 +1,7 @@
 # Two entry points do all of the set-up they need on a fresh machine:
 #   make run    the whole pipeline on the bundled sample (local lake, SQLite MLflow, ephemeral Prefect)
-#   make test   the test suite
+#   make test   the test suite (what CI runs)
+#   make test-fast   the tests that start no server and train no real model (under a minute)
 # and two for the services past one machine, run locally (docs/PRODUCTION.md):
 #   make services        PostgreSQL, an S3-compatible store (moto), an MLflow server and a
 #                        Prefect server on 127.0.0.1; prints the environment their clients need
@@ -29,6 +30,12 @@ run: $(STAMP)
 
 test: $(STAMP) postgres
 	$(BIN)/python -m pytest
+
+# Tests marked `slow` (they train real models or start servers, the Prefect test harness or
+# the CLI in a subprocess) or `e2e` (real MLflow, Prefect, PostgreSQL and S3 servers) are left out.
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not e2e"
 
 # Debian's PostgreSQL server (initdb, postgres), for the MLflow backend of the end-to-end
 # tests and of `make services`; installed when missing.

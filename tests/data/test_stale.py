@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.lake import FORECASTS, Lake
@@ -40,6 +41,7 @@ def test_the_default_limit_is_two_seasons(tiny_config: Callable[..., PipelineCon
     assert max_staleness(tiny_config(forecast={"max_staleness": 3}), "MS") == 3
 
 
+@pytest.mark.slow  # the forecast creates an MLflow store
 def test_stale_series_are_listed_and_not_forecast(tiny_config: Callable[..., PipelineConfig], tmp_path: Path) -> None:
     cfg = tiny_config()
     source = tmp_path / "ragged.csv"

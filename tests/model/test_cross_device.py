@@ -18,6 +18,8 @@ from lstm_pipeline.config import PipelineConfig, load_config
 from lstm_pipeline.forecast import predict
 from lstm_pipeline.train import fit
 
+pytestmark = pytest.mark.slow  # every test forecasts with a model fitted for it
+
 FREQ, L, H = "MS", 12, 6
 
 

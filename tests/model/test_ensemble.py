@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lstm_pipeline.config import WindowConfig, load_config
 from lstm_pipeline.forecast import predict, predict_ensemble
@@ -26,6 +27,7 @@ def test_default_input_lengths_span_a_season_and_a_quarter_to_three_horizons() -
     assert WindowConfig(lookbacks=(4, 5)).input_lengths(12) == (4, 5)
 
 
+@pytest.mark.slow  # fits three members
 def test_ensemble_forecast_is_the_median_of_its_members() -> None:
     data = trend_seasonal(n_series=3, n=72)
     data["ds"] = data["ds"].astype("datetime64[us]")

@@ -13,6 +13,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a fresh interpreter that imports torch and trains
+
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKED = ("prefect", "mlflow", "deltalake")
 

@@ -106,6 +106,7 @@ def test_forecast_does_not_depend_on_other_windows_in_the_batch() -> None:
     torch.testing.assert_close(net(x)[2:3], net(x[2:3]))
 
 
+@pytest.mark.slow  # trains
 def test_training_moves_away_from_seasonal_naive() -> None:
     torch.manual_seed(0)
     net = LSTMForecaster(F, H, hidden_size=16, num_layers=1, season_length=4)

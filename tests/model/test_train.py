@@ -58,6 +58,7 @@ def rmse_against(truth: pd.DataFrame, forecast: pd.DataFrame) -> float:
 # --- (a) it learns ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_loss_falls_and_forecast_is_accurate_on_a_learnable_sine() -> None:
     # Season length 1 makes the model's built-in base plain naive (and drops the calendar
     # features), so an accurate forecast of the sine has to be learnt by the LSTM itself;
@@ -92,6 +93,7 @@ def state(result: TrainResult) -> dict[str, torch.Tensor]:
     return dict(result.checkpoint.state_dict)
 
 
+@pytest.mark.slow
 def test_fixed_seed_gives_identical_weights() -> None:
     frame = sines(n_series=3, n=48)
     one, two = fit(frame, config(), FREQ), fit(frame, config(), FREQ)
@@ -102,6 +104,7 @@ def test_fixed_seed_gives_identical_weights() -> None:
     assert not all(torch.equal(state(one)[k], state(other)[k]) for k in state(one))
 
 
+@pytest.mark.slow
 def test_the_weight_average_changes_what_is_scored_and_kept_not_the_optimisation() -> None:
     frame = sines(n_series=3, n=48)
     raw = fit(frame, config(train={"ema_decay": 0.0}), FREQ)
@@ -111,6 +114,7 @@ def test_the_weight_average_changes_what_is_scored_and_kept_not_the_optimisation
     assert not all(torch.equal(state(raw)[k], state(averaged)[k]) for k in state(raw))
 
 
+@pytest.mark.slow
 def test_an_epoch_draws_at_most_max_windows_per_epoch() -> None:
     frame = sines(n_series=3, n=48)
     everything = fit(frame, config(train={"max_windows_per_epoch": None}), FREQ)
@@ -128,6 +132,7 @@ def test_an_epoch_draws_at_most_max_windows_per_epoch() -> None:
 # --- (c) fine-tuning ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_finetune_starts_from_the_checkpoint_and_keeps_known_scaler_stats() -> None:
     rng = np.random.default_rng(5)
     old = pd.concat([series("a", rng.normal(0, 1, 48)), series("b", rng.normal(50, 5, 48))], ignore_index=True)
@@ -204,6 +209,7 @@ def test_missing_periods_are_not_targets_and_not_contiguous() -> None:
     assert with_gap.n_train_windows == complete.n_train_windows - 3
 
 
+@pytest.mark.slow
 def test_a_fixed_run_trains_on_everything_for_the_given_epochs_and_learning_rates() -> None:
     frame = sines(n_series=3, n=48)
     validated = fit(frame, config(train={"max_epochs": 6}), FREQ)
@@ -231,6 +237,7 @@ def trained() -> Checkpoint:
     return fit(sines(n_series=3, n=48), config(train={"max_epochs": 2}), FREQ).checkpoint
 
 
+@pytest.mark.slow
 def test_predict_gives_h_rows_per_series_after_each_last_observation(trained: Checkpoint) -> None:
     history = pd.concat(
         [
@@ -255,6 +262,7 @@ def test_predict_gives_h_rows_per_series_after_each_last_observation(trained: Ch
     assert np.isfinite(fc["yhat"]).all()
 
 
+@pytest.mark.slow
 def test_a_gap_at_the_end_of_the_window_is_carried_not_closed(trained: Checkpoint) -> None:
     # Dropping a month inside the last lookback changes the input (carried value, mask 0),
     # not the dates: the forecast still starts one month after the last observation.
