@@ -59,8 +59,6 @@ app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, help=_
                   pretty_exceptions_enable=False)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "monthly_sample.csv"
-# The lake that `make run` fills: the bundled sample goes there without being asked for.
-DEFAULT_LAKE = SAMPLE.parent / "lake"
 LANDING_ENV = "LSTM_PIPELINE_LANDING"
 LOG_FILE = Path(os.environ.get("LSTM_PIPELINE_LOG_FILE", "~/.cache/lstm-pipeline/lstm-pipeline.log")).expanduser()
 # Quiet, offline defaults for Prefect and MLflow; an explicit environment wins.
@@ -315,11 +313,12 @@ def _make_root(cfg: PipelineConfig) -> None:
 
 
 def _run_sources(cfg: PipelineConfig, sources: list[str], sample: bool) -> list[str]:
-    """What ``run`` ingests: the sources given (and the sample if asked), else the default
-    lake's sample, else the landing folder, else nothing; checked before any work."""
+    """What ``run`` ingests: the sources given (and the sample if asked), else the sample
+    into the default lake (``data/lake``, what ``make run`` fills), else the landing
+    folder, else nothing; checked before any work."""
     chosen = [*sources, *([str(SAMPLE)] if sample else [])]
     if not chosen:
-        if cfg.lake.root == LakeConfig().root and Path(cfg.lake.root).resolve() == DEFAULT_LAKE:
+        if Path(cfg.lake.root) == Path(LakeConfig().root):
             chosen = [str(SAMPLE)]
         elif os.environ.get(LANDING_ENV, "").strip():
             chosen = [s.strip() for s in os.environ[LANDING_ENV].split(",") if s.strip()]

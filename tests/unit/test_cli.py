@@ -88,8 +88,10 @@ def test_run_without_a_source_ingests_the_sample_only_into_the_default_lake(
     assert cli._run_sources(elsewhere, [], sample=True) == [str(cli.SAMPLE)]
     monkeypatch.setenv(cli.LANDING_ENV, f"{tmp_path}/incoming/*.csv")
     assert cli._run_sources(elsewhere, [], sample=False) == [f"{tmp_path}/incoming/*.csv"]
-    monkeypatch.chdir(cli.SAMPLE.parent.parent)  # the checkout: data/lake is the default lake
-    assert cli._run_sources(load_config(environ={}), [], sample=False) == [str(cli.SAMPLE)]
+    monkeypatch.chdir(tmp_path)
+    assert cli._run_sources(load_config(environ={}), [], sample=False) == [str(cli.SAMPLE)]  # data/lake
+    assert cli._run_sources(load_config(overrides={"lake": {"root": "./data/lake/"}}, environ={}), [],
+                            sample=False) == [str(cli.SAMPLE)]
 
 
 def test_the_pipeline_stage_line_names_a_baseline_by_name() -> None:
