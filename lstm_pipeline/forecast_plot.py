@@ -117,7 +117,7 @@ def choose_series(
     by_size = sorted((u for u in size.index if u not in {c.unique_id for c in chosen}),
                      key=lambda u: (-float(size[u]), u))
     if by_size and len(chosen) < count:
-        chosen.append(Choice(by_size[0], f"largest (mean |y| {float(size[by_size[0]]):,.4g})"))
+        chosen.append(Choice(by_size[0], f"largest (mean |y| {_number(float(size[by_size[0]]))})"))
     rest = [u for u in candidates if u not in {c.unique_id for c in chosen}]
     picks = np.random.default_rng(seed).permutation(len(rest))[: max(0, count - len(chosen))]
     chosen += [Choice(rest[i], f"random (seed {seed})") for i in sorted(picks)]
@@ -256,3 +256,10 @@ def _title(choice: Choice, forecast: pd.DataFrame) -> str:
     by = " ".join(str(row[c]) for c in ("model_name", "model_version") if c in forecast and pd.notna(row[c]))
     cutoff = f"forecast from {pd.Timestamp(row['cutoff']):%Y-%m-%d}"
     return f"{title}\n{cutoff}" + (f" by {by}" if by else "")
+
+
+def _number(value: float) -> str:
+    """A level for a title: thousands separated, no exponent for everyday sizes."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"

@@ -150,6 +150,9 @@ def test_the_plot_command(lake: Lake, tmp_path: Path, monkeypatch: pytest.Monkey
     assert done.exit_code == 0, done.output
     assert out.read_bytes()[:8] == PNG_SIGNATURE
     assert "  big: asked for; forecast from 2021-06-01, 3 actual(s) since" in done.output
-    missing = CliRunner().invoke(cli.app, ["plot", "--root", str(tmp_path / "nothing"), "--out", str(out)])
+    bare = Lake(tmp_path / "bare")  # series, but nothing forecast yet
+    bare.upsert(SERIES, history(), keys=["unique_id", "ds"])
+    missing = CliRunner().invoke(cli.app, ["plot", "--root", bare.root, "--out", str(out)])
     assert missing.exit_code == 1
-    assert "error: the lake at" in missing.output and "Traceback" not in missing.output
+    errors = [line for line in missing.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "holds no forecasts yet" in errors[0] and "Traceback" not in missing.output
