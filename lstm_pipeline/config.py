@@ -155,6 +155,8 @@ class TrainConfig(_Section):
     refit_warm_start: bool = True
     refit_share: float = Field(0.25, gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Threads a CPU fit uses (None: torch's default, one per core).
+    cpu_threads: int | None = Field(1, ge=1)
     # Fine-tuning: the same code path, started from the champion, with its own budget.
     finetune_epochs: int = Field(30, ge=1)
     finetune_lr: float = Field(1e-3, gt=0)

@@ -67,7 +67,8 @@ def model_config_hash(cfg: PipelineConfig, freq: str | None = None) -> str:
         "covariates": list(cfg.data.covariates),
         "loss": cfg.train.loss,
         "loss_weighting": cfg.train.loss_weighting,
-        "ensemble": cfg.train.ensemble,
+        "ensemble": cfg.lstm_ensemble,
+        "members": list(cfg.combine.members),
         "backtest": cfg.backtest.model_dump(),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
@@ -135,36 +136,47 @@ def decide_promotion(
     baselines: Mapping[str, float],
     champion_mase: float | None,
     margin: float,
-    diverged: bool,
+    diverged: bool | str | None,
     champion_version: str | None = None,
+    choice: str = "candidate",
+    champion_unavailable: str | None = None,
 ) -> Promotion:
-    """Champion only if the candidate beats seasonal naive and the current champion.
+    """Champion only if the candidate's forecast (``choice``) beats seasonal naive and the
+    current champion.
 
-    The current champion is the LSTM champion (``champion_mase``, to beat by ``margin``)
-    or, while there is none (or it could not be compared), the best baseline, whose
-    forecasts are served meanwhile. Every MASE comes from the same backtest windows.
+    The current champion is the registered champion (``champion_mase``, to beat by
+    ``margin``) or, while there is none (or it could not be compared), the best baseline,
+    whose forecasts are served meanwhile. Every MASE comes from the same backtest windows.
+    ``diverged`` (or a message saying which member diverged where) and
+    ``champion_unavailable`` (the champion exists but the registry could not be read)
+    forbid promotion.
     """
     if diverged or not math.isfinite(candidate_mase):
-        return Promotion(False, "training diverged (non-finite or exploding loss)")
+        why = diverged if isinstance(diverged, str) else "training diverged (non-finite or exploding loss)"
+        return Promotion(False, why)
+    if champion_unavailable:
+        return Promotion(False, f"{champion_unavailable}: a version cannot be promoted over a champion it "
+                                f"could not be compared with (MASE {candidate_mase:.4f})")
     finite = {name: value for name, value in baselines.items() if math.isfinite(value)}
     snaive = finite.get("seasonal_naive")
     if snaive is None or (champion_mase is not None and not math.isfinite(champion_mase)):
         return Promotion(False, "no finite seasonal-naive or champion MASE to compare against")
     if candidate_mase >= snaive:
-        return Promotion(False, f"MASE {candidate_mase:.4f} does not beat seasonal naive {snaive:.4f}")
+        return Promotion(False, f"{choice} MASE {candidate_mase:.4f} does not beat seasonal naive {snaive:.4f}")
     if champion_mase is None:
         best = min(finite, key=lambda name: finite[name])
         if candidate_mase >= finite[best]:
-            return Promotion(False, f"MASE {candidate_mase:.4f} does not beat the best baseline, {best} "
+            return Promotion(False, f"{choice} MASE {candidate_mase:.4f} does not beat the best baseline, {best} "
                                     f"{finite[best]:.4f}, whose forecasts are served meanwhile")
-        return Promotion(True, f"first champion: MASE {candidate_mase:.4f} beats the best baseline, {best} "
+        return Promotion(True, f"first champion: {choice} MASE {candidate_mase:.4f} beats the best baseline, {best} "
                                f"{finite[best]:.4f}" + (f", and seasonal naive {snaive:.4f}" if best != "seasonal_naive" else ""))
     name = f"champion v{champion_version}" if champion_version else "champion"
     bar = champion_mase * (1 - margin)
     if candidate_mase >= bar:
         return Promotion(
             False,
-            f"MASE {candidate_mase:.4f} does not beat {name} {champion_mase:.4f}"
+            f"{choice} MASE {candidate_mase:.4f} does not beat {name} {champion_mase:.4f}"
             + (f" by the {margin:.1%} margin (needs < {bar:.4f})" if margin else ""),
         )
-    return Promotion(True, f"MASE {candidate_mase:.4f} beats {name} {champion_mase:.4f} and seasonal naive {snaive:.4f}")
+    return Promotion(True, f"{choice} MASE {candidate_mase:.4f} beats {name} {champion_mase:.4f} and seasonal naive "
+                           f"{snaive:.4f}")

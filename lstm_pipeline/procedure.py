@@ -1,21 +1,30 @@
-"""Evaluate the procedure, serve the refit.
+"""Evaluate the procedure, serve the refit; score every member and their combination.
 
 Training a model for the registry is two fits of the same procedure (configuration,
 seeds, ensemble):
 
-1. **Evaluation.** Each member is fit on the data up to the first backtest cutoff (a
-   date, :func:`lstm_pipeline.backtest.cutoff_dates`), with early stopping on its last
+1. **Evaluation.** Each LSTM member is fit on the data up to the first backtest cutoff
+   (a date, :func:`lstm_pipeline.backtest.cutoff_dates`), with early stopping on its last
    ``horizon`` periods. These weights never saw any backtest window, so the rolling-origin
    backtest scores them, beside the comparators, out of sample.
-2. **Refit.** Each member is fit again on all data up to each series' newest observation,
-   for the epochs and learning rates its evaluation run chose. These are the weights that
-   are registered and forecast; they are never scored on data they learnt from.
+2. **Refit.** Each member is then trained on all data up to each series' newest
+   observation: by default started from its evaluation weights, for a share
+   (``train.refit_share``) of the epochs its evaluation chose, at the learning rate it
+   ended with; these are the weights that are registered and forecast, never scored on
+   data they learnt from. (``train.refit_warm_start: false`` refits from scratch for the
+   whole schedule.)
+
+The statistical members (:mod:`lstm_pipeline.members`) are fitted at each cutoff on the
+history up to it. The backtest scores every member alone, seasonal naive and naive, and
+the equal-weight **combinations**: all members (the candidate forecast), and all but the
+LSTM (what the forecast would be without it). A combination is named by its members,
+``lstm+auto_ets+theta``. Its weights are fixed in advance, so its score is out of sample.
 
 A fine-tune is the same two fits, each started from the champion's matching weights
 (evaluation from evaluation, refit from served), so its backtest is out of sample too.
 The evaluation weights are kept with the model: when this model is the champion, the
 next candidate's backtest scores them (not its served weights, which have seen those
-windows), on the windows whose cutoffs come after their training data ends.
+windows), on the windows whose targets come after every period they saw.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lstm_pipeline import members
 from lstm_pipeline.backtest import BacktestResult, Forecaster, backtest, cutoff_dates
 from lstm_pipeline.checkpoint import Checkpoint
 from lstm_pipeline.config import PipelineConfig
@@ -32,9 +42,13 @@ from lstm_pipeline.errors import NotEnoughData
 from lstm_pipeline.forecast import predict_ensemble
 from lstm_pipeline.train import Callback, TrainResult, fit
 
-__all__ = ["CANDIDATE", "Development", "StartFrom", "develop", "min_history"]
+__all__ = [
+    "Development", "StartFrom", "best_choice", "choice_name", "choices", "comparators", "develop", "min_history",
+    "weights_of",
+]
 
-CANDIDATE = "candidate"
+# Always scored beside the members: the bar every forecast must clear.
+NAIVE = ("seasonal_naive", "naive")
 
 
 @dataclass(frozen=True)
@@ -47,14 +61,20 @@ class StartFrom:
 
 @dataclass(frozen=True)
 class Development:
-    evaluation: tuple[TrainResult, ...]  # members fit on data up to the first cutoff
+    evaluation: tuple[TrainResult, ...]  # LSTM members fit on data up to the first cutoff
     served: tuple[TrainResult, ...]  # the same members refit on all data
     backtest: BacktestResult
     cutoffs: tuple[pd.Timestamp, ...]
+    choices: tuple[str, ...]  # the forecasts that may be served: the combination, each member alone
 
     @property
     def diverged(self) -> bool:
         return any(m.diverged for m in (*self.evaluation, *self.served))
+
+    @property
+    def evaluation_data_end(self) -> pd.Timestamp:
+        """The newest period the evaluation fits looked at, early-stopping periods included."""
+        return max(m.data_end for m in self.evaluation)
 
     @property
     def evaluation_end(self) -> pd.Timestamp:
@@ -74,20 +94,54 @@ def min_history(cfg: PipelineConfig, freq: str) -> int:
     return cfg.backtest.min_history or max(season + 1, 3)
 
 
+def choice_name(names: Sequence[str]) -> str:
+    """The name of the equal-weight combination of ``names``: ``lstm+auto_ets+theta``."""
+    return "+".join(names)
+
+
+def weights_of(choice: str) -> dict[str, float]:
+    """The members and weights of a choice named by :func:`choice_name`."""
+    return members.equal_weights(choice.split("+"))
+
+
+def choices(cfg: PipelineConfig) -> tuple[str, ...]:
+    """What the gate may serve: the combination of every member, then each member alone."""
+    names = cfg.combine.members
+    return tuple(dict.fromkeys([choice_name(names), *names]))
+
+
+def comparators(cfg: PipelineConfig) -> tuple[str, ...]:
+    """Scored beside the choices, never served by this version: seasonal naive, naive, and
+    AutoETS and Theta when ``backtest.statistical_baselines``."""
+    extra = ("auto_ets", "theta") if cfg.backtest.statistical_baselines else ()
+    return tuple(n for n in dict.fromkeys([*NAIVE, *extra]) if n not in cfg.combine.members)
+
+
+def best_choice(result: BacktestResult, candidates: Sequence[str]) -> str:
+    """The candidate with the lowest mean MASE on ``result`` (ties: the earlier one)."""
+    mase = result.summary()["mase"]
+    scored = [c for c in candidates if c in mase.index and pd.notna(mase[c])]
+    if not scored:
+        raise NotEnoughData(f"none of {', '.join(candidates)} has a backtest MASE")
+    return min(scored, key=lambda c: (mase[c], candidates.index(c)))
+
+
 def develop(
     series: pd.DataFrame,
     cfg: PipelineConfig,
     freq: str,
-    comparators: Mapping[str, Forecaster] | Callable[[Sequence[pd.Timestamp]], Mapping[str, Forecaster]] | None = None,
+    others: Mapping[str, Forecaster] | Callable[[Sequence[pd.Timestamp]], Mapping[str, Forecaster]] | None = None,
     start_from: StartFrom | None = None,
     callbacks: Sequence[Callback] = (),
     meta: dict[str, str] | None = None,
+    combinations: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Development:
-    """Evaluate the training procedure on ``series`` and refit it on all of it.
+    """Evaluate the training procedure on ``series``, backtest it beside every member and
+    comparator, and refit it on all of it.
 
-    ``comparators`` (baselines, the champion) are backtested beside the candidate on the
-    same windows; a callable gets the cutoff dates first. ``callbacks`` see the first
-    member's evaluation epochs.
+    ``others`` (the champion's LSTM) are backtested on the same windows; a callable gets
+    the cutoff dates first. ``combinations`` adds weighted means of backtested models
+    (the champion's own forecast). ``callbacks`` see every member's epochs.
     """
     H, K, step = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step or cfg.window.horizon
     season = cfg.data.season(freq)
@@ -100,21 +154,42 @@ def develop(
     evaluation = tuple(
         fit(known, _member(cfg, k, season), freq, init=start_from.evaluation[k % len(start_from.evaluation)]
             if start_from else None, callbacks=callbacks, meta=meta, member=k)
-        for k in range(cfg.train.ensemble)
+        for k in range(cfg.lstm_ensemble)
     )
-    others = comparators(cutoffs) if callable(comparators) else dict(comparators or {})
+    extra = others(cutoffs) if callable(others) else dict(others or {})
+    combos = {choice_name(c.split("+")): weights_of(c) for c in choices(cfg) if "+" in c}
+    without_lstm = [m for m in cfg.combine.members if m != members.LSTM]
+    if members.LSTM in cfg.combine.members and len(without_lstm) > 1:
+        combos[choice_name(without_lstm)] = members.equal_weights(without_lstm)
+    combos.update(combinations or {})
+    # Every statistical model a forecast here needs, fitted once per window.
+    needed = [*cfg.combine.members, *comparators(cfg), *(m for w in combos.values() for m in w)]
+    local = [m for m in dict.fromkeys(needed) if m in members.STATISTICAL or m in NAIVE]
     forecasters: dict[str, Forecaster] = {
-        CANDIDATE: lambda h: predict_ensemble([m.checkpoint for m in evaluation], h).frame,
-        **others,
+        members.LSTM: lambda h: predict_ensemble([m.checkpoint for m in evaluation], h).frame,
+        **members.statistical_forecasters(local, H, freq, season, cfg.combine.n_jobs),
+        **extra,
     }
-    result = backtest(series, forecasters, cutoffs, H, freq, season, min_history(cfg, freq))
-    served = tuple(
-        fit(series, _member(cfg, k, season), freq,
-            init=start_from.served[k % len(start_from.served)] if start_from else None,
-            epochs=max(m.best_epoch, 1), lr_schedule=m.lr_schedule, callbacks=callbacks, meta=meta, member=k)
-        for k, m in enumerate(evaluation)
-    )
-    return Development(evaluation, served, result, tuple(cutoffs))
+    result = backtest(series, forecasters, cutoffs, H, freq, season, min_history(cfg, freq)).with_combinations(combos)
+    served = tuple(_refit(series, cfg, k, season, freq, m, start_from, callbacks, meta)
+                   for k, m in enumerate(evaluation))
+    return Development(evaluation, served, result, tuple(cutoffs), choices(cfg))
+
+
+def _refit(
+    series: pd.DataFrame, cfg: PipelineConfig, k: int, season: int, freq: str, evaluated: TrainResult,
+    start_from: StartFrom | None, callbacks: Sequence[Callback], meta: dict[str, str] | None,
+) -> TrainResult:
+    """Member ``k`` trained on all of ``series``: from its evaluation weights for a share of
+    their epochs (the new periods are what it has to learn), or the whole schedule again."""
+    member_cfg = _member(cfg, k, season)
+    schedule = evaluated.lr_schedule or (cfg.train.lr,)
+    if cfg.train.refit_warm_start and not evaluated.diverged:
+        epochs = max(1, round(cfg.train.refit_share * max(evaluated.best_epoch, 1)))
+        return fit(series, member_cfg, freq, init=evaluated.checkpoint, epochs=epochs, lr_schedule=schedule[-1:],
+                   callbacks=callbacks, meta=meta, member=k)
+    return fit(series, member_cfg, freq, init=start_from.served[k % len(start_from.served)] if start_from else None,
+               epochs=max(evaluated.best_epoch, 1), lr_schedule=schedule, callbacks=callbacks, meta=meta, member=k)
 
 
 def _member(cfg: PipelineConfig, k: int, season: int) -> PipelineConfig:

@@ -77,6 +77,7 @@ class TrainResult:
     n_train_windows: int
     n_val_windows: int
     seconds: float
+    cpu_seconds: float  # process CPU time of the fit, every thread
     data_end: pd.Timestamp  # the newest period of the data given
     train_end: pd.Timestamp  # the newest period whose value the weights learnt from
     skipped_series: dict[str, str] = field(default_factory=dict)
@@ -116,8 +117,32 @@ def fit(
     epoch; default the configured rate). With ``init`` the run fine-tunes: weights and
     scaler statistics start from the checkpoint, and ``train.finetune_epochs`` /
     ``train.finetune_lr`` apply.
+
+    On a CPU the fit runs on ``train.cpu_threads`` threads (default 1): a small LSTM's
+    operations are too short to share between threads, and spare threads that spin on a
+    busy machine cost many times the CPU time (bench/RESULTS.md, "Training cost").
     """
-    started = time.perf_counter()
+    threads = torch.get_num_threads()
+    if pick_device(cfg.train.device).type == "cpu" and cfg.train.cpu_threads:
+        torch.set_num_threads(cfg.train.cpu_threads)
+    try:
+        return _fit(frame, cfg, freq, init, callbacks, meta, epochs, lr_schedule, member)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(
+    frame: pd.DataFrame,
+    cfg: PipelineConfig,
+    freq: str,
+    init: Checkpoint | None,
+    callbacks: Sequence[Callback],
+    meta: dict[str, str] | None,
+    epochs: int | None,
+    lr_schedule: Sequence[float] | None,
+    member: int,
+) -> TrainResult:
+    started, cpu_started = time.perf_counter(), time.process_time()
     season = cfg.data.season(freq)
     # One model: the configured lookback, else the first of the ensemble's input lengths.
     if cfg.window.lookback is None:
@@ -263,6 +288,7 @@ def fit(
         n_train_windows=len(train_w),
         n_val_windows=len(val_w),
         seconds=time.perf_counter() - started,
+        cpu_seconds=time.process_time() - cpu_started,
         data_end=data_end,
         train_end=train_end,
         skipped_series=skipped,
