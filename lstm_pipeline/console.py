@@ -73,12 +73,15 @@ def file_progress(total: int, bars: bool | None = None) -> Iterator[None]:
     task = progress.add_task("ingest", total=total)
     counter = _FileCounter(lambda: progress.advance(task))
     sources_log = logging.getLogger("lstm_pipeline.sources")
+    level = sources_log.level
+    sources_log.setLevel(min(sources_log.getEffectiveLevel(), logging.INFO))  # the records it counts
     sources_log.addHandler(counter)
     try:
         with progress:
             yield
     finally:
         sources_log.removeHandler(counter)
+        sources_log.setLevel(level)
 
 
 def _stderr_console() -> Any:
