@@ -240,8 +240,9 @@ class Registry:
         return bundle
 
     def _error(self, what: str, exc: MlflowException) -> RegistryError:
-        return RegistryError(f"MLflow at {_redacted(self.uri)} could not {what}: {exc.error_code}: "
-                             f"{_first_line(exc)}")
+        # MLflow appends the response body (a whole HTML page from a wrong service): not here.
+        reason = _first_line(exc).split(". Response body:")[0]
+        return RegistryError(f"MLflow at {_redacted(self.uri)} could not {what}: {exc.error_code}: {reason}")
 
     def _load_pyfunc(self, version: str) -> Any:
         with _pointed_at(self.uri):
@@ -365,17 +366,20 @@ class Registry:
                                                "rolled_back_to": version})
         info = self.version(CHAMPION)
         self.cache.store(CHAMPION, bundle, info if info is not None else target)
-        done = f"{self.name} @champion: v{was} -> v{version} (rollback by {who} at {when})"
+        done = (f"{self.name} @champion: {f'v{was}' if current is not None else 'none'} -> v{version} "
+                f"(rollback by {who} at {when})")
         log.warning("%s", done)
         return done
 
     def _previous_champion(self, current: VersionInfo) -> str:
         """The champion ``current`` replaced (its ``previous_champion`` tag), else the newest
-        earlier version that was promoted and not itself rolled back from."""
+        earlier version that was champion (promoted, or rolled back to) and was not itself
+        rolled back from: a second rollback goes further back, it does not undo the first."""
         if current.tags.get("previous_champion"):
             return current.tags["previous_champion"]
         earlier = [v for v in self.versions() if int(v.version) < int(current.version)
-                   and v.tags.get("promoted") == "true" and "rolled_back_at" not in v.tags]
+                   and (v.tags.get("promoted") == "true" or "rollback_at" in v.tags)
+                   and "rolled_back_at" not in v.tags]
         if not earlier:
             raise RegistryError(f"{self.name} v{current.version} has no earlier champion to roll back to: "
                                 f"name the version to serve")
@@ -391,11 +395,14 @@ class Registry:
         Each metric becomes a tag ``live_<key>`` on the version (the policy reads
         ``live_mase``) and a metric ``live_<key>`` at ``step`` in the version's training
         run, so its history shows how live error moved as actuals arrived. Non-finite
-        values are left out. LookupError if the version does not exist.
+        values are left out. LookupError if the version does not exist; RegistryError if the
+        registry cannot say.
         """
         try:
             mv = self._call("read a version", self.client.get_model_version, self.name, version)
         except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise self._error(f"read {self.name} v{version}", exc) from exc
             raise LookupError(f"{self.name} version {version} is not in the registry at {self.uri}") from exc
         finite = {key: float(value) for key, value in metrics.items() if math.isfinite(float(value))}
         tags = {f"live_{key}": f"{value:.6g}" for key, value in finite.items()}

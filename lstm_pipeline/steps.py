@@ -125,17 +125,20 @@ def run_forecast(cfg: PipelineConfig) -> ForecastOutcome:
         log.info("stale, not forecast: %s (last observation %s)", uid, last)
 
     registry = Registry(cfg.registry, cfg.lake.root)
-    try:
-        registry.repair()
-    except RegistryError as exc:  # the champion's read below says what it means for the forecast
-        log.warning("could not check the registry for an interrupted promotion: %s", exc)
+    unrepaired: RegistryError | None = None
     problem: RegistryError | None = None
     try:
-        loaded = registry.load(CHAMPION)
+        registry.repair()
     except RegistryError as exc:
+        unrepaired = exc
+    try:
+        loaded = registry.load(CHAMPION)
+    except RegistryError as exc:  # the error raised after the forecast says it: not logged twice
         problem, loaded = exc, registry.local_copy(CHAMPION)
-        log.error("%s: forecasting from %s", exc, f"the local copy of v{loaded.info.version}" if loaded
-                  else "the best baseline (no whole local copy)")
+        log.info("the champion could not be read from the registry: forecasting from %s",
+                 f"the local copy of v{loaded.info.version}" if loaded else "the best baseline (no whole local copy)")
+    if unrepaired is not None and problem is None:
+        log.warning("could not check the registry for an interrupted promotion: %s", unrepaired)
     if loaded is not None:
         result = loaded.bundle.forecast(current)
         frame, skipped = result.frame, result.skipped
