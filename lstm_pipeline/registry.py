@@ -309,7 +309,8 @@ class Registry:
             return []
         newest, fixed = pending[-1], []
         for old in pending[:-1]:
-            self.tag_version(old.version, {PROMOTION: _CANCELLED, "promotion_cancelled": f"overtaken by v{newest.version}"})
+            self.tag_version(old.version, {PROMOTION: _CANCELLED,
+                                           "promotion_cancelled": f"overtaken by v{newest.version}"})
             fixed.append(f"v{old.version}'s unfinished promotion cancelled (overtaken by v{newest.version})")
         champion, challenger = self.version(CHAMPION), self.version(CHALLENGER)
         if challenger is None or int(challenger.version) < int(newest.version):
