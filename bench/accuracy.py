@@ -131,11 +131,15 @@ def ours(data: Dataset, cfg: PipelineConfig, seed: int, results: dict[str, Score
     parts = {members.LSTM: predict_ensemble(bundle.served, data.history, device="cpu").frame,
              **members.statistical_forecasts(data.history, local, H, data.freq, season)}
     stat_cpu = next(c for k, c in _fit_cpu.items() if k[0] == len(data.history) and k[1] == str(data.history["ds"].max()))
-    names = [*dict.fromkeys([*dev.choices, *(m for m in dev.backtest.models() if "+" in m), *STATISTICAL])]
+    # Besides the choices: the other pairs with the LSTM (not choices; for the record).
+    pairs = [choice_name([members.LSTM, m]) for m in cfg.combine.members if m != members.LSTM] \
+        if members.LSTM in cfg.combine.members else []
+    names = [*dict.fromkeys([*dev.choices, *(m for m in dev.backtest.models() if "+" in m), *pairs, *STATISTICAL])]
     for name in names:
         forecast = members.combine(parts, weights_of(name)) if "+" in name else parts[name]
+        quantiles = _quantiles(dev, name) if name in dev.backtest.models() else {}
         forecast = intervals.add_intervals(forecast.assign(step=_steps(forecast, data)), data.history,
-                                           _quantiles(dev, name), data.freq, season)
+                                           quantiles, data.freq, season)
         cpu = lstm_cpu if members.LSTM in name.split("+") else 0.0
         cpu += stat_cpu if any(m != members.LSTM for m in name.split("+")) else 0.0
         score(forecast, data, results.setdefault(name, Scores()), cpu)

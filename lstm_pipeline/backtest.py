@@ -126,9 +126,11 @@ def backtest(
 ) -> BacktestResult:
     """Score every forecaster at each cutoff date of ``cutoffs`` on the next ``horizon`` periods.
 
-    ``series`` is long format ``unique_id, ds, y``. See the module doc for who takes part.
+    ``series`` is long format ``unique_id, ds, y`` plus any covariates, which forecasters
+    see in the history up to each cutoff only. See the module doc for who takes part.
     """
-    series = series[["unique_id", "ds", "y"]].sort_values(["unique_id", "ds"], ignore_index=True)
+    # Covariate columns stay: a forecaster may read them up to the cutoff (never after it).
+    series = series.sort_values(["unique_id", "ds"], ignore_index=True)
     predictions, scales = [], []
     for k, cutoff in enumerate(cutoffs):
         cutoff = pd.Timestamp(cutoff)
@@ -142,7 +144,7 @@ def backtest(
             continue
         taking_part = series["unique_id"].isin(eligible)
         history = series[taking_part & before].reset_index(drop=True)
-        actual = series[taking_part & (series["ds"] > cutoff) & (series["ds"] <= end)]
+        actual = series.loc[taking_part & (series["ds"] > cutoff) & (series["ds"] <= end), ["unique_id", "ds", "y"]]
         scale = seasonal.mase_scales(history, freq, season_length)
         scales.append(pd.DataFrame({"window": k, "unique_id": scale.index, "scale": scale.to_numpy()}))
         for name, forecaster in forecasters.items():

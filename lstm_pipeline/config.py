@@ -155,6 +155,9 @@ class TrainConfig(_Section):
     refit_warm_start: bool = True
     refit_share: float = Field(0.25, gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Periods at the end of an evaluation fit's data that early stopping watches (None: the
+    # horizon; fewer on a history too short for it, see lstm_pipeline.procedure.plan).
+    validation_periods: int | None = Field(None, ge=1)
     # Threads a CPU fit uses (None: torch's default, one per core).
     cpu_threads: int | None = Field(1, ge=1)
     # Fine-tuning: the same code path, started from the champion, with its own budget.

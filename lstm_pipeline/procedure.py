@@ -30,11 +30,12 @@ windows), on the windows whose targets come after every period they saw.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from lstm_pipeline import members
+from lstm_pipeline import grid, members
 from lstm_pipeline.backtest import BacktestResult, Forecaster, backtest, cutoff_dates
 from lstm_pipeline.checkpoint import Checkpoint
 from lstm_pipeline.config import PipelineConfig
@@ -43,9 +44,11 @@ from lstm_pipeline.forecast import predict_ensemble
 from lstm_pipeline.train import Callback, TrainResult, fit
 
 __all__ = [
-    "Development", "StartFrom", "best_choice", "choice_name", "choices", "comparators", "develop", "min_history",
+    "Development", "StartFrom", "best_choice", "choice_name", "choices", "comparators", "develop", "min_history", "minimum_span", "plan",
     "weights_of",
 ]
+
+log = logging.getLogger(__name__)
 
 # Always scored beside the members: the bar every forecast must clear.
 NAIVE = ("seasonal_naive", "naive")
@@ -66,6 +69,8 @@ class Development:
     backtest: BacktestResult
     cutoffs: tuple[pd.Timestamp, ...]
     choices: tuple[str, ...]  # the forecasts that may be served: the combination, each member alone
+    # The backtest and validation in use (shrunk on a short history, see plan).
+    windows: dict[str, int] = field(default_factory=dict)
 
     @property
     def diverged(self) -> bool:
@@ -92,6 +97,45 @@ def min_history(cfg: PipelineConfig, freq: str) -> int:
     for a seasonal MASE scale (one season and one point), at least 3."""
     season = cfg.data.season(freq)
     return cfg.backtest.min_history or max(season + 1, 3)
+
+
+def minimum_span(horizon: int) -> int:
+    """The fewest periods the longest series must span to train: ``horizon`` to backtest
+    on, then before them at least 2 to learn from and 1 to validate on."""
+    return horizon + 3
+
+
+def plan(series: pd.DataFrame, cfg: PipelineConfig, freq: str) -> PipelineConfig:
+    """``cfg`` with its backtest and validation shrunk to what ``series`` allows.
+
+    The longest series' span ``S`` (periods) decides: backtest windows are dropped (down to
+    one) until the data before the first cutoff holds a full validation split and two
+    periods to learn from; then the validation split shrinks to half of that data; the
+    observations a series needs to be scored at a cutoff shrink to what lies before it
+    (at least 3). Below :func:`minimum_span`, NotEnoughData names the minimum, what the data
+    has and the setting to change. Explicit settings are kept where the data allows them.
+    """
+    H, step = cfg.window.horizon, cfg.backtest.step or cfg.window.horizon
+    first, newest = grid.positions([series["ds"].min(), series["ds"].max()], freq)
+    span = int(newest - first + 1)
+    if span < minimum_span(H):
+        raise NotEnoughData(
+            f"the longest series spans {span} periods ({freq}); training needs at least {minimum_span(H)} "
+            f"(window.horizon {H} to backtest on, 2 to learn from and 1 to validate on): add history or lower "
+            f"window.horizon")
+    K = cfg.backtest.n_windows
+    validation = cfg.train.validation_periods or H
+    while K > 1 and span - H - (K - 1) * step < validation + 2:
+        K -= 1
+    before = span - H - (K - 1) * step  # periods up to the first cutoff
+    if before < validation + 2:  # as much to learn from as to validate on
+        validation = max(1, before // 2)
+    history = min(min_history(cfg, freq), max(before, 3))
+    changes = {"backtest": {"n_windows": K, "min_history": history}, "train": {"validation_periods": validation}}
+    if (K, validation) != (cfg.backtest.n_windows, cfg.train.validation_periods or H):
+        log.warning("a short history (%d periods): %d backtest window(s), %d validation period(s), series scored "
+                    "from %d observations", span, K, validation, history)
+    return cfg.with_overrides(changes)
 
 
 def choice_name(names: Sequence[str]) -> str:
@@ -143,19 +187,20 @@ def develop(
     the cutoff dates first. ``combinations`` adds weighted means of backtested models
     (the champion's own forecast). ``callbacks`` see every member's epochs.
     """
+    cfg = plan(series, cfg, freq)
     H, K, step = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step or cfg.window.horizon
     season = cfg.data.season(freq)
     cutoffs = cutoff_dates(series, freq, H, K, step)
     known = series[series["ds"] <= cutoffs[0]]
-    if known.empty:
-        raise NotEnoughData(f"no observation up to the first backtest cutoff {cutoffs[0].date()}: "
-                         f"the data span less than {H + (K - 1) * step} periods")
 
     evaluation = tuple(
         fit(known, _member(cfg, k, season), freq, init=start_from.evaluation[k % len(start_from.evaluation)]
             if start_from else None, callbacks=callbacks, meta=meta, member=k)
         for k in range(cfg.lstm_ensemble)
     )
+    # A diverged LSTM forecasts nothing usable: the backtest goes on without it, and the
+    # gate refuses the version naming the member and epoch (training.py).
+    lstm_ok = not any(m.diverged for m in evaluation)
     extra = others(cutoffs) if callable(others) else dict(others or {})
     combos = {choice_name(c.split("+")): weights_of(c) for c in choices(cfg) if "+" in c}
     without_lstm = [m for m in cfg.combine.members if m != members.LSTM]
@@ -166,14 +211,17 @@ def develop(
     needed = [*cfg.combine.members, *comparators(cfg), *(m for w in combos.values() for m in w)]
     local = [m for m in dict.fromkeys(needed) if m in members.STATISTICAL or m in NAIVE]
     forecasters: dict[str, Forecaster] = {
-        members.LSTM: lambda h: predict_ensemble([m.checkpoint for m in evaluation], h).frame,
+        **({members.LSTM: lambda h: predict_ensemble([m.checkpoint for m in evaluation], h).frame} if lstm_ok else {}),
         **members.statistical_forecasters(local, H, freq, season, cfg.combine.n_jobs),
         **extra,
     }
     result = backtest(series, forecasters, cutoffs, H, freq, season, min_history(cfg, freq)).with_combinations(combos)
-    served = tuple(_refit(series, cfg, k, season, freq, m, start_from, callbacks, meta)
+    served = tuple(_refit(series, cfg, k, season, freq, m, start_from, callbacks, meta) if lstm_ok else m
                    for k, m in enumerate(evaluation))
-    return Development(evaluation, served, result, tuple(cutoffs), choices(cfg))
+    servable = tuple(c for c in choices(cfg) if lstm_ok or members.LSTM not in c.split("+"))
+    windows = {"backtest_windows": K, "validation_periods": int(cfg.train.validation_periods or H),
+               "min_history": min_history(cfg, freq)}
+    return Development(evaluation, served, result, tuple(cutoffs), servable or (NAIVE[0],), windows)
 
 
 def _refit(

@@ -81,6 +81,9 @@ class TrainResult:
     data_end: pd.Timestamp  # the newest period of the data given
     train_end: pd.Timestamp  # the newest period whose value the weights learnt from
     skipped_series: dict[str, str] = field(default_factory=dict)
+    # What early stopping watched: "validation", "training loss" (no series observed in the
+    # validation periods) or "fixed epochs" (a refit).
+    stopped_on: str = "validation"
 
     @property
     def lr_schedule(self) -> tuple[float, ...]:
@@ -161,8 +164,9 @@ def _fit(
     frame = frame.sort_values(["unique_id", "ds"], ignore_index=True)
     data_end = pd.Timestamp(frame["ds"].max())
     validated = epochs is None
-    # Validated runs learn from periods up to `train_end`; the next H are the validation split.
-    train_end = grid.shift(data_end, -H, freq) if validated else data_end
+    # Validated runs learn from periods up to `train_end`; the next `validation` periods
+    # (default H; fewer on a short history, see procedure.plan) are the validation split.
+    train_end = grid.shift(data_end, -(tc.validation_periods or H), freq) if validated else data_end
     fit_rows = (frame["ds"] <= train_end).to_numpy()
     late = sorted(set(frame["unique_id"]) - set(frame.loc[fit_rows, "unique_id"]))
     skipped = {str(u): f"no observation up to {train_end.date()}, before the validation split" for u in late}
@@ -183,6 +187,10 @@ def _fit(
         if validated else Windows(np.zeros(0, np.int64), np.zeros(0, np.int64))
     if len(train_w) == 0:
         raise NotEnoughData("no series has two observations up to the training cutoff: nothing to learn from")
+    stopped_on = "validation" if len(val_w) else "training loss" if validated else "fixed epochs"
+    if validated and not len(val_w):
+        log.warning("no series is observed in the %d validation periods after %s: early stopping watches the "
+                    "training loss instead", H, train_end.date())
     train_idx = _windows_to_device(train_w, device)
     val_idx = _windows_to_device(val_w, device)
 
@@ -292,6 +300,7 @@ def _fit(
         data_end=data_end,
         train_end=train_end,
         skipped_series=skipped,
+        stopped_on=stopped_on,
     )
 
 

@@ -178,7 +178,8 @@ def run_training(
             "backtest_cutoffs": ",".join(str(c.date()) for c in compared.cutoffs),
             "compared": ",".join(comparison.index), "champion_compared": champion.info.version
             if champion_mase is not None and champion else f"none: {why_not or 'no champion yet'}",
-            "served": choice, "members": bundle.members,
+            "served": choice, "members": bundle.members, "early_stopping": dev.evaluation[0].stopped_on,
+            **{k: str(v) for k, v in dev.windows.items()},
             "best_baseline": best, "best_baseline_mase": f"{baseline_mase[best]:.6f}",
             "backtest_mase": f"{comparison.loc[choice, 'mase']:.6f}", "run_id": run.run_id,
             "coverage_80": f"{comparison.loc[choice, 'coverage_80']:.3f}",
