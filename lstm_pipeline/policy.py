@@ -38,6 +38,8 @@ class ChampionFacts:
     config_hash: str
     backtest_mase: float
     live_mase: float | None = None
+    # Whether its gate compared it with a champion (tag champion_compared).
+    compared_with_champion: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,10 @@ def choose_training(
         and latest.data_version == data_version and latest.config_hash == config_hash
     )
     if champion is None:
-        if requested == "auto" and repeat and why_no_champion is None:
-            assert latest is not None
+        # Unchanged data and configuration give the same rejected version again: skip, unless
+        # that version lost to a champion that can no longer be compared (then the gate differs).
+        if requested == "auto" and repeat and latest is not None \
+                and not (why_no_champion and latest.compared_with_champion):
             return TrainingDecision(
                 "skip", f"v{latest.version} was already trained on series table v{data_version} and not promoted"
             )

@@ -46,6 +46,7 @@ class VersionInfo:
             config_hash=self.tags.get("config_hash", ""),
             backtest_mase=float(self.tags.get("backtest_mase", "nan")),
             live_mase=float(self.tags["live_mase"]) if "live_mase" in self.tags else None,
+            compared_with_champion=not self.tags.get("champion_compared", "none").startswith("none"),
         )
 
     def to_dict(self) -> dict[str, Any]:

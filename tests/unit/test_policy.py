@@ -46,8 +46,13 @@ def test_no_champion_and_a_rejected_candidate_on_the_same_data_skips() -> None:
     rejected = champion(version="2", data_version=7)
     d = choose_training("auto", None, 7, HASH, POLICY, NOW, latest=rejected)
     assert (d.action, d.reason) == ("skip", "v2 was already trained on series table v7 and not promoted")
-    # ... unless the champion is missing because it could not be used: then retrain, saying why.
+    # A champion that cannot be compared changes nothing when v2 was not compared with one either:
+    # the same data and configuration would register the same rejected version again.
     d = choose_training("auto", None, 7, HASH, POLICY, NOW, latest=rejected, why_no_champion="champion v1 is broken")
+    assert (d.action, d.reason) == ("skip", "v2 was already trained on series table v7 and not promoted")
+    # ... but when v2 lost to a champion that can no longer be used, its gate would differ: retrain, saying why.
+    lost_to_v1 = champion(version="2", data_version=7, compared_with_champion=True)
+    d = choose_training("auto", None, 7, HASH, POLICY, NOW, latest=lost_to_v1, why_no_champion="champion v1 is broken")
     assert (d.action, d.reason) == ("retrain", "champion v1 is broken")
 
 
