@@ -19,11 +19,8 @@ promoted after the signal, the run is recorded as interrupted in the lake's runs
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
-import signal
 import sys
-import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
@@ -73,8 +70,6 @@ _OFFLINE_ENV = {
     "MLFLOW_CONFIGURE_LOGGING": "false",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
-# Exit codes of a command stopped by a signal: 128 + its number, as a shell reports it.
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _state = {"verbose": False}
 
 
@@ -383,47 +378,27 @@ def _training_progress(cfg: PipelineConfig, flow_run: bool) -> Iterator[None]:
 
 @contextmanager
 def _interruptible(cfg: PipelineConfig, stage: str | None) -> Iterator[None]:
-    """SIGINT raises KeyboardInterrupt and SIGTERM/SIGHUP :class:`Interrupted` in this (main)
-    thread, where the work runs, even if this process was started with SIGINT ignored (a
-    background job of a script). Either stops the work where it is, through every
-    ``except Exception`` and the training's ``except BaseException`` (which fails its
-    MLflow run). Then: the interruption is recorded in ``runs`` (``run`` records its
-    stages itself: ``stage`` None), one line, and exit 128 + the signal's number.
-    """
+    """A signal stops the work where it is (:mod:`lstm_pipeline.interrupts`); then the
+    interruption is recorded in ``runs`` (``run`` records its stages itself: ``stage``
+    None), one line says so, and the exit code is 128 + the signal's number."""
+    from lstm_pipeline import interrupts
     from lstm_pipeline.runs import INTERRUPTED, RunReport, StageOutcome, interruption, record_run
 
     started = datetime.now(UTC)
-    # Handlers can only be set from the main thread (a caller running the app in a thread
-    # keeps its own).
-    main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.getsignal(s) for s in _SIGNALS} if main else {}
-    if main:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, _raise_interrupted)
-        signal.signal(signal.SIGHUP, _raise_interrupted)
-    try:
-        yield
-    except (KeyboardInterrupt, Interrupted) as exc:
-        for s in previous:  # a second signal must not break the record being written
-            signal.signal(s, signal.SIG_IGN)
-        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        logging.getLogger("lstm_pipeline.cli").info("interrupted", exc_info=exc, extra={"console": False})
-        if stage is not None:
-            from lstm_pipeline.lake import Lake
+    with interrupts.raising_signals():
+        try:
+            yield
+        except (KeyboardInterrupt, Interrupted) as exc:
+            interrupts.ignoring_signals()
+            logging.getLogger("lstm_pipeline.cli").info("interrupted", exc_info=exc, extra={"console": False})
+            if stage is not None:
+                from lstm_pipeline.lake import Lake
 
-            report = RunReport(f"cli-{uuid.uuid4().hex[:12]}", (StageOutcome(stage, INTERRUPTED, interruption(exc)),),
-                               started)
-            record_run(Lake.from_config(cfg.lake), report)
-        during = f"run: {exc.stage}" if stage is None and hasattr(exc, "stage") else stage or "run"
-        typer.secho(f"{during} {interruption(exc)}", fg="yellow", err=True)
-        raise typer.Exit(128 + int(signum)) from None
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted(signum)
+                outcome = StageOutcome(stage, INTERRUPTED, interruption(exc))
+                record_run(Lake.from_config(cfg.lake), RunReport(f"cli-{uuid.uuid4().hex[:12]}", (outcome,), started))
+            during = f"run: {exc.stage}" if stage is None and hasattr(exc, "stage") else stage or "run"
+            typer.secho(f"{during} {interruption(exc)}", fg="yellow", err=True)
+            raise typer.Exit(interrupts.exit_code(exc)) from None
 
 
 def _next_steps(cfg: PipelineConfig) -> None:
@@ -459,38 +434,9 @@ def _prepare(flows: bool = True) -> None:
 
 
 def _logging() -> None:
-    """The log file gets everything (the pipeline's DEBUG lines too). The console gets
-    warnings and errors, and off a terminal the training's per-fit lines; with
-    ``--verbose``, every INFO line, Prefect's own and tracebacks too."""
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    logging.getLogger("lstm_pipeline").setLevel(logging.DEBUG)
-    logging.captureWarnings(True)
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    try:
-        LOG_FILE.parent.mkdir(parents=True, exist_ok=True)
-        to_file = logging.handlers.RotatingFileHandler(LOG_FILE, maxBytes=10_000_000, backupCount=3)
-        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(to_file)
-    except OSError:
-        pass  # no log file: the console still says what failed
-    console = _StderrHandler()
-    console.setFormatter(_Console("%(asctime)s %(levelname)s %(name)s: %(message)s", _state["verbose"]))
-    console.addFilter(_console_filter)
-    root.addHandler(console)
-    for chatty in ("httpx", "alembic", "mlflow.store", "botocore", "urllib3"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    from lstm_pipeline import console
 
-
-def _console_filter(record: logging.LogRecord) -> bool:
-    if not getattr(record, "console", True):
-        return False  # said once, by the command itself
-    if _state["verbose"]:
-        return record.levelno >= logging.INFO
-    if record.name.startswith("prefect") or record.name == "py.warnings":
-        return False  # a failure Prefect logs is reported once, by the command
-    return record.levelno >= logging.WARNING or (record.name == "lstm_pipeline.console" and record.levelno >= logging.INFO)
+    console.configure_logging(LOG_FILE, _state["verbose"])
 
 
 def _flow(call: Any) -> Any:
@@ -558,33 +504,3 @@ def _one_line(exc: BaseException) -> str:
         api = os.environ.get("PREFECT_API_URL") or "the temporary local API"
         return f"the Prefect API at {api} cannot be reached: {text}"
     return text
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (a test runner may swap it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-class _Console(logging.Formatter):
-    """Log lines for the terminal: no tracebacks unless ``--verbose`` (the log file has them)."""
-
-    def __init__(self, fmt: str, verbose: bool) -> None:
-        super().__init__(fmt)
-        self.verbose = verbose
-
-    def format(self, record: logging.LogRecord) -> str:
-        if self.verbose or not (record.exc_info or record.exc_text):
-            return super().format(record)
-        saved = record.exc_info, record.exc_text, record.stack_info
-        record.exc_info, record.exc_text, record.stack_info = None, None, None
-        try:
-            return super().format(record)
-        finally:
-            record.exc_info, record.exc_text, record.stack_info = saved

@@ -13,17 +13,19 @@ flow run started from a terminal shows it and one on a worker does not.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lstm_pipeline.train import EpochLog
 
-__all__ = ["epoch_callbacks", "file_progress", "is_terminal", "training_progress"]
+__all__ = ["configure_logging", "epoch_callbacks", "file_progress", "is_terminal", "training_progress"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,45 @@ _active: ContextVar[tuple[EpochCallback, ...]] = ContextVar("epoch_callbacks", d
 def is_terminal() -> bool:
     """Whether stderr is a terminal a person reads (not a pipe, a file or ``TERM=dumb``)."""
     return sys.stderr.isatty() and os.environ.get("TERM", "") != "dumb"
+
+
+def configure_logging(log_file: Path, verbose: bool) -> None:
+    """The log file gets everything (the pipeline's DEBUG lines too). The console (stderr)
+    gets warnings and errors without tracebacks, and off a terminal the training's
+    per-fit lines; with ``verbose``, every INFO line, Prefect's own, and tracebacks.
+
+    A record logged with ``extra={"console": False}`` goes to the file only: the command
+    says it once itself.
+    """
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    logging.getLogger("lstm_pipeline").setLevel(logging.DEBUG)
+    logging.captureWarnings(True)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.handlers.RotatingFileHandler(log_file, maxBytes=10_000_000, backupCount=3)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(to_file)
+    except OSError:
+        pass  # no log file: the console still says what failed
+    terminal = _StderrHandler()
+    terminal.setFormatter(_Console("%(asctime)s %(levelname)s %(name)s: %(message)s", verbose))
+    terminal.addFilter(lambda record: _for_console(record, verbose))
+    root.addHandler(terminal)
+    for chatty in ("httpx", "alembic", "mlflow.store", "botocore", "urllib3"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def _for_console(record: logging.LogRecord, verbose: bool) -> bool:
+    if not getattr(record, "console", True):
+        return False
+    if verbose:
+        return record.levelno >= logging.INFO
+    if record.name.startswith("prefect") or record.name == "py.warnings":
+        return False  # a failure Prefect logs is reported once, by the command
+    return record.levelno >= logging.WARNING or (record.name == __name__ and record.levelno >= logging.INFO)
 
 
 def epoch_callbacks() -> tuple[EpochCallback, ...]:
@@ -164,3 +205,33 @@ class _TrainingLines:
             log.info("member %d/%d %s: %d epochs, train loss %.4f%s",
                      e.member + 1, self.members, e.fit, e.epoch, e.train_loss, scored)
         self.last = None
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (a test runner may swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class _Console(logging.Formatter):
+    """Log lines for the terminal: no tracebacks unless ``--verbose`` (the log file has them)."""
+
+    def __init__(self, fmt: str, verbose: bool) -> None:
+        super().__init__(fmt)
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.verbose or not (record.exc_info or record.exc_text):
+            return super().format(record)
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
