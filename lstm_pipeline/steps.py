@@ -103,6 +103,10 @@ class ForecastFromFallback(RegistryError):
         super().__init__(message)
         self.outcome = outcome
 
+    def __reduce__(self) -> tuple[type[ForecastFromFallback], tuple[str, ForecastOutcome]]:
+        # Pickled with its state (Prefect keeps a failed task's exception): both arguments.
+        return type(self), (str(self), self.outcome)
+
 
 def run_forecast(cfg: PipelineConfig) -> ForecastOutcome:
     """Forecast every current series and append the vintage to ``forecasts`` (keyed, idempotent).

@@ -20,6 +20,7 @@ import functools
 import http.server
 import logging
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -251,6 +252,9 @@ def test_a_registry_error_forecasts_from_the_local_copy_then_fails_the_stage(
     newest = forecasts[forecasts["cutoff"] == pd.Timestamp("2018-01-01")]
     assert len(newest) == N_SERIES * 12 and set(newest["model_version"]) == {champion}
     assert "from the local copy (the registry could not be read)" in err.value.outcome.summary()
+    # A flow run keeps a failed task's exception pickled: it comes back whole.
+    again = pickle.loads(pickle.dumps(err.value))
+    assert (str(again), again.outcome) == (message, err.value.outcome)
 
 
 def test_an_outage_without_a_whole_local_copy_forecasts_the_baseline_then_fails_the_stage(
