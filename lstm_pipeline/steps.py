@@ -4,29 +4,31 @@ Flows and the CLI call these (and :func:`lstm_pipeline.training.run_training`); 
 no orchestration concerns (retries, schedules) and take the whole configuration.
 
 The forecast step always forecasts: with the champion when there is one, and while no
-LSTM has passed the gate with the best baseline of the last backtest (seasonal naive
-when nothing has been backtested yet), labelled as such in ``model_name`` /
-``model_version``. Series whose last observation lies more than
-``forecast.max_staleness`` periods behind the lake's newest are stale: they are reported
-and not forecast again.
+version has passed the gate with the best forecast without the LSTM of the last backtest
+(a statistical member, their combination or seasonal naive; seasonal naive when nothing
+has been backtested yet), labelled as such in ``model_name`` / ``model_version``. Every
+row says which members and weights produced it (``members``). Series whose last
+observation lies more than ``forecast.max_staleness`` periods behind the lake's newest
+are stale: they are reported and not forecast again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from lstm_pipeline import baselines, grid, intervals
+from lstm_pipeline import grid, intervals, members
+from lstm_pipeline.backtest import backtest, cutoff_dates
+from lstm_pipeline.bundle import Served
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.errors import NotEnoughData
+from lstm_pipeline.errors import NotEnoughData, PipelineError
 from lstm_pipeline.ingest import IngestReport, ingest
 from lstm_pipeline.lake import FORECASTS, SERIES, Lake
+from lstm_pipeline.procedure import min_history
 from lstm_pipeline.registry import CHALLENGER, CHAMPION, Registry, RegistryError
 from lstm_pipeline.training import TrainOutcome, run_training
 
@@ -147,14 +149,15 @@ def run_forecast(cfg: PipelineConfig) -> ForecastOutcome:
         result = loaded.bundle.forecast(current)
         frame, skipped = result.frame, result.skipped
         name, version, run_id, source = registry.name, loaded.info.version, loaded.info.run_id, loaded.source
+        used = loaded.bundle.members
     else:
         name, source, run_id = BASELINE, "baseline", ""
-        version, frame = _baseline_forecast(cfg, registry, current, freq)
+        version, frame, used = _baseline_forecast(cfg, registry, current, freq)
         skipped = {}
         if problem is None:
             log.warning("no champion yet: forecasting with the baseline %s", version)
     stamped = frame.assign(
-        model_name=name, model_version=version, run_id=run_id,
+        model_name=name, model_version=version, members=used, run_id=run_id,
         created_at=pd.Timestamp.now(tz="UTC").tz_localize(None),
     )
     written = lake.upsert(FORECASTS, stamped, keys=FORECAST_KEYS, compare=["yhat"])
@@ -169,28 +172,33 @@ def run_forecast(cfg: PipelineConfig) -> ForecastOutcome:
 
 def _baseline_forecast(
     cfg: PipelineConfig, registry: Registry, history: pd.DataFrame, freq: str
-) -> tuple[str, pd.DataFrame]:
-    """The best baseline of the latest backtest (the challenger's tags), else seasonal naive."""
-    H = cfg.window.horizon
-    season = cfg.data.season(freq)
+) -> tuple[str, pd.DataFrame, str]:
+    """The best forecast without the LSTM on the latest backtest (the challenger's
+    ``baseline``: a statistical member, their combination or seasonal naive) with its
+    conformal intervals; before any backtest, seasonal naive with intervals from its own
+    backtest on the configured windows. Returns its name, the frame and its members."""
+    H, season = cfg.window.horizon, cfg.data.season(freq)
     try:
-        latest = registry.version(CHALLENGER)
-    except RegistryError as exc:
+        latest = registry.load(CHALLENGER)
+    except (RegistryError, PipelineError) as exc:
         log.warning("could not read the last backtest's best baseline (%s): using seasonal naive", exc)
         latest = None
-    tags = latest.tags if latest else {}
-    available = baselines.forecasters(H, freq, season)
-    best = tags.get("best_baseline", "seasonal_naive")
-    if best not in available:
-        log.warning("the best baseline of the last backtest, %s, is not installed here: using seasonal naive", best)
-        best = "seasonal_naive"
-    last = history.groupby("unique_id")["ds"].max()
-    frame = available[best](history).drop(columns=["cutoff"], errors="ignore")
-    frame["cutoff"] = frame["unique_id"].map(last)
-    frame["step"] = (grid.positions(frame["ds"], freq) - grid.positions(frame["cutoff"], freq)).astype(np.int32)
-    quantiles = {}
-    if latest is not None and tags.get("best_baseline") == best and "baseline_quantiles" in tags:
-        quantiles = {int(k): [float(q) for q in v] for k, v in json.loads(tags["baseline_quantiles"]).items()}
-    frame = intervals.add_intervals(frame[["unique_id", "ds", "cutoff", "step", "yhat"]], history, quantiles,
-                                    freq, season)
-    return best, frame
+    served = latest.bundle.baseline if latest is not None else None
+    if served is None:
+        served = Served({"seasonal_naive": 1.0}, _seasonal_naive_quantiles(cfg, history, freq), "seasonal_naive")
+    frame = served.forecast(history, H, freq, season, cfg.combine.n_jobs)
+    return served.name or "+".join(served.weights), frame, members.describe(served.weights)
+
+
+def _seasonal_naive_quantiles(cfg: PipelineConfig, history: pd.DataFrame, freq: str) -> dict[int, list[float]]:
+    """Conformal quantiles of seasonal naive from its backtest on the configured windows
+    (none when the history is too short for one)."""
+    H, season = cfg.window.horizon, cfg.data.season(freq)
+    K, step = cfg.backtest.n_windows, cfg.backtest.step or H
+    snaive = members.statistical_forecasters(["seasonal_naive"], H, freq, season)
+    try:
+        result = backtest(history, snaive, cutoff_dates(history, freq, H, K, step), H, freq, season,
+                          min_history(cfg, freq))
+    except NotEnoughData:
+        return {}
+    return intervals.fit_quantiles(intervals.scaled_residuals(result.predictions, result.scales))

@@ -76,7 +76,7 @@ def test_awkward_panel_is_ingested_backtested_and_forecast(tmp_path: Path) -> No
     scores = pd.read_csv(mlflow.artifacts.download_artifacts(
         run_id=version.run_id, artifact_path="backtest_scores.csv",
         tracking_uri=Registry(cfg.registry, root).uri))
-    candidate = scores[scores["model"] == "candidate"]
+    candidate = scores[scores["model"] == version.tags["served"]]
     # Cutoffs are dates, the same for every series (two windows, 12 months apart, before the
     # panel's newest month): the ragged series is scored at them too, the stopped one is not.
     # The short series has 18 points at the second cutoff and 6 (too few) at the first.
