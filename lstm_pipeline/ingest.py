@@ -19,8 +19,8 @@ Contract (docs/INGEST.md has the outcome table):
   merges, unchanged rows not rewritten). Concurrent runs retry conflicting commits.
 * Frequency: ``cfg.freq`` if set, else the lake's, else inferred from this run's rows
   (every row whose key parses votes, before the checks); a configured frequency that
-  contradicts the lake's, a file whose series follow a finer frequency, or a first
-  ingest whose series follow several, is refused before anything is written.
+  contradicts the lake's, a file whose series follow a finer frequency or another grid,
+  or a first ingest whose series follow several, is refused before anything is written.
 * A file with more than ``cfg.max_quarantine_share`` of its rows rejected refuses the
   whole run, before anything is written, naming the count and the top reasons.
 """
@@ -266,7 +266,8 @@ def ingest(lake: Lake, sources: Sequence[str | Path], cfg: DataConfig) -> Ingest
 def _resolve_freq(lake: Lake, cfg: DataConfig, fresh: list[LoadedSource]) -> str | None:
     """The run's frequency; IngestError, before anything is written, for data that does not
     fit it: a file whose series follow a finer frequency than the lake's (daily rows into a
-    monthly lake), or a first ingest whose series disagree (the frequencies found are named).
+    monthly lake) or another grid (month ends into month starts), or a first ingest whose
+    series disagree (the frequencies found are named).
 
     Every row whose key parsed votes, before the grid or the values are checked: the
     frequency is that of the file as written, not of the rows that happen to survive.
@@ -284,11 +285,14 @@ def _resolve_freq(lake: Lake, cfg: DataConfig, fresh: list[LoadedSource]) -> str
     if target:
         whose = "the lake's frequency" if recorded else "data.freq"
         for name, votes in found.items():
-            finer = [alias for alias in votes.votes if schema.period_of(alias) < schema.period_of(target)]
-            if finer:
-                raise IngestError(f"{name}: its series follow {votes.describe()}, finer than {whose} {target}; "
-                                  f"nothing was ingested (a lake holds one frequency: ingest this data into a "
-                                  f"lake of its own)")
+            # A coarser frequency on the lake's grid lands (a quarterly series in a monthly
+            # lake); a finer one, or another grid (ME for MS), does not.
+            off = [alias for alias in votes.votes if not schema.lies_on(alias, target)]
+            if off:
+                finer = any(schema.period_of(alias) < schema.period_of(target) for alias in off)
+                raise IngestError(f"{name}: its series follow {votes.describe()}, "
+                                  f"{'finer than' if finer else 'not'} {whose} {target}; nothing was ingested "
+                                  f"(a lake holds one frequency: ingest this data into a lake of its own)")
         return target
     if not voters:
         return None  # no row has a key that could lie on a grid: nothing to infer from
@@ -296,7 +300,9 @@ def _resolve_freq(lake: Lake, cfg: DataConfig, fresh: list[LoadedSource]) -> str
     for votes in found.values():
         everyone = schema.FrequencyVotes(dict(Counter(everyone.votes) + Counter(votes.votes)),
                                          everyone.asked + votes.asked)
-    if len(everyone.votes) > 1:
+    aliases = list(everyone.votes)
+    # Two aliases of one grid (QS-JAN, QS-OCT) agree; anything else is mixed, coarser or not.
+    if any(not (schema.lies_on(a, b) and schema.lies_on(b, a)) for a in aliases for b in aliases):
         names = ", ".join(f"{name} ({votes.describe()})" if len(found) > 1 else name
                           for name, votes in found.items() if votes.votes)
         raise IngestError(f"{names}: mixed frequencies found: {everyone.describe()}; nothing was ingested "

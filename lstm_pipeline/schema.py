@@ -55,6 +55,7 @@ __all__ = [
     "infer_freq_parsed",
     "map_columns",
     "normalize_freq",
+    "lies_on",
     "parse",
     "period_of",
     "reason_kind",
@@ -162,11 +163,20 @@ def frequency_votes(parts: Sequence[Parsed]) -> FrequencyVotes:
                   np.concatenate([p.key_ok() for p in parts]) if parts else np.array([], dtype=bool))
 
 
+def lies_on(freq: str, grid: str) -> bool:
+    """True if every point of ``freq``'s grid lies on ``grid``'s: the same grid under another
+    alias (QS-JAN, QS-OCT) or a coarser one on it (QS on MS); not a finer one, nor another
+    (ME on MS, W-MON on W-SUN). Checked on two years of ``freq``'s points."""
+    points = pd.date_range("2001-01-01", periods=24, freq=freq)
+    return bool(_on_grid(points, grid).all())
+
+
 def period_of(freq: str) -> pd.Timedelta:
-    """The nominal length of one period of ``freq`` (a month: 31 days), to order frequencies."""
+    """The mean length of one period of ``freq`` over twelve periods (a month: 30.4 days,
+    whether it starts or ends the month), to order frequencies."""
     offset = to_offset(freq)
     on_grid = pd.Timestamp("2001-01-01") + offset  # anchored offsets roll onto their grid first
-    return pd.Timedelta((on_grid + offset) - on_grid)
+    return pd.Timedelta((on_grid + 12 * offset) - on_grid) / 12
 
 
 def check(parsed: Parsed, freq: str | None, source: str, batch_id: str) -> Checked:

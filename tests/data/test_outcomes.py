@@ -225,6 +225,17 @@ CASES: dict[str, Case] = {
         error=r"its series follow D \(1 series\), finer than the lake's frequency MS; nothing was ingested",
         base=True, cfg=DataConfig(),
     ),
+    "month-end rows into a month-start lake": Case(
+        text("month_end.csv", HEADER + "e,2020-01-31,1\ne,2020-02-29,2\ne,2020-03-31,3\ne,2020-04-30,4\n"),
+        error=r"its series follow ME \(1 series\), not the lake's frequency MS; nothing was ingested",
+        base=True, cfg=DataConfig(),
+    ),
+    "a quarterly series in a monthly lake": Case(
+        text("quarterly.csv", HEADER + "q,2020-01-01,1\nq,2020-04-01,2\nq,2020-07-01,3\nq,2020-10-01,4\n"),
+        series=sorted([*BASE_ROWS, ("q", "2020-01-01", 1.0), ("q", "2020-04-01", 2.0), ("q", "2020-07-01", 3.0),
+                       ("q", "2020-10-01", 4.0)]),
+        counts=(4, 4, 0, 0, 0, 1), base=True, cfg=DataConfig(),
+    ),
     "mostly quarantined file": Case(
         text("mostly.csv", HEADER + "a,2020-01-01,x\na,2020-02-01,y\na,2020-03-01,3\n"),
         error=r"2 of 3 rows would be quarantined \(67%, more than data.max_quarantine_share = 50%\): "
