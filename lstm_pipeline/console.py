@@ -197,13 +197,15 @@ class _TrainingLines:
         if self.last is not None and (self.last.member, self.last.fit) != (epoch.member, epoch.fit):
             self._report()
         self.last = epoch
+        if epoch.max_epochs and epoch.epoch >= epoch.max_epochs:  # ran its course: say so now
+            self._report()
 
     def _report(self) -> None:
         if self.last is not None:
             e = self.last
             scored = f", validation loss {e.val_loss:.4f}" if e.fit == "evaluation" else ""
-            log.info("member %d/%d %s: %d epochs, train loss %.4f%s",
-                     e.member + 1, self.members, e.fit, e.epoch, e.train_loss, scored)
+            log.info("member %d/%d %s: %d epoch%s, train loss %.4f%s",
+                     e.member + 1, self.members, e.fit, e.epoch, "" if e.epoch == 1 else "s", e.train_loss, scored)
         self.last = None
 
 

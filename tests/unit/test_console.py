@@ -18,12 +18,16 @@ def epochs(member: int, fit: str, n: int, max_epochs: int = 10) -> list[EpochLog
 def test_off_a_terminal_each_fit_is_one_line_and_no_epoch_is(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="lstm_pipeline.console")
     with console.training_progress(members=2, bars=False) as progress:
-        for log in epochs(0, "evaluation", 4) + epochs(0, "refit", 2) + epochs(1, "evaluation", 3):
+        for log in epochs(0, "evaluation", 4) + epochs(0, "refit", 2, max_epochs=2) + epochs(1, "evaluation", 3):
             progress(log)
+        # A fit that ran all its epochs is reported at once, not when the next one starts.
+        assert caplog.records[-1].getMessage() == "member 1/2 refit: 2 epochs, train loss 0.5000"
+        progress(epochs(1, "refit", 1, max_epochs=1)[0])
     assert [r.getMessage() for r in caplog.records] == [
         "member 1/2 evaluation: 4 epochs, train loss 0.2500, validation loss 0.5000",
         "member 1/2 refit: 2 epochs, train loss 0.5000",
         "member 2/2 evaluation: 3 epochs, train loss 0.3333, validation loss 0.6667",
+        "member 2/2 refit: 1 epoch, train loss 1.0000",
     ]
 
 
