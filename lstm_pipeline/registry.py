@@ -369,6 +369,10 @@ class Registry:
         self.cache.store(CHAMPION, bundle, info if info is not None else target)
         done = (f"{self.name} @champion: {f'v{was}' if current is not None else 'none'} -> v{version} "
                 f"(rollback by {who} at {when})")
+        if current is not None and current.tags.get("config_hash") != target.tags.get("config_hash"):
+            # The policy retrains a champion of another configuration: say so now.
+            done += (f"; v{version} was trained with another model configuration than v{was}: the next "
+                     f"scheduled run retrains, and may promote a model like v{was} again")
         log.warning("%s", done)
         return done
 

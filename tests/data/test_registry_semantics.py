@@ -163,6 +163,8 @@ def test_the_rollback_command_moves_the_champion_and_the_next_training_keeps_it(
                           capture_output=True, text=True, env=env, check=False, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "lstm-forecaster @champion: v2 -> v1 (rollback by " in done.stdout
+    # v2 carries no configuration hash (registered by hand here): the operator is warned.
+    assert "v1 was trained with another model configuration than v2: the next scheduled run retrains" in done.stdout
     assert alias(registry, CHAMPION) == "1" and tags(registry, "1")["rollback_reason"] == "bad month"
 
     again = subprocess.run([str(CLI), "rollback", "--root", trained.cfg.lake.root], capture_output=True, text=True,
