@@ -81,6 +81,8 @@ _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 # ENDPOINT_NOT_FOUND: an HTTP 404 without MLflow's JSON, i.e. the URI names another service.
 _PERMANENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "NOT_FOUND",
               "BAD_REQUEST", "PERMISSION_DENIED", "UNAUTHENTICATED", "INVALID_STATE", "ENDPOINT_NOT_FOUND"}
+# Errors of a registry that refuses to answer (not of the model it would answer with).
+_REFUSED = {"PERMISSION_DENIED", "UNAUTHENTICATED", "ENDPOINT_NOT_FOUND"}
 # The tag that says whether the code finished moving a version's aliases (see repair).
 PROMOTION = "promotion"
 _PENDING, _DONE, _CANCELLED = "pending", "done", "cancelled"
@@ -231,6 +233,11 @@ class Registry:
             model = self._call(f"load v{info.version}", self._load_pyfunc, info.version)
         except RegistryUnavailable:
             raise
+        except MlflowException as exc:
+            if exc.error_code in _REFUSED:  # the registry would not hand it over: not a broken model
+                raise self._error(f"load {self.name} v{info.version}", exc) from exc
+            raise ModelLoadError(f"{self.name} v{info.version} (@{alias}) could not be loaded from "
+                                 f"{_redacted(self.uri)}: {_first_line(exc)}") from exc
         except Exception as exc:
             raise ModelLoadError(f"{self.name} v{info.version} (@{alias}) could not be loaded from "
                                  f"{_redacted(self.uri)}: {_first_line(exc)}") from exc
