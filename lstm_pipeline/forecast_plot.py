@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # headless: workers and CI have no display
 
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -188,7 +189,8 @@ def draw_forecasts(
         locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        ax.set_ylabel("y")
+        if max(abs(v) for v in ax.get_ylim()) >= 1000:  # 155,000 rather than 155000 or 1.55e5
+            ax.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
     handles: dict[str, object] = {}
     for ax in axes[:, 0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -253,7 +255,9 @@ def _title(choice: Choice, forecast: pd.DataFrame) -> str:
     if forecast.empty:
         return title + "  ·  no forecast"
     row = forecast.iloc[0]
-    by = " ".join(str(row[c]) for c in ("model_name", "model_version") if c in forecast and pd.notna(row[c]))
+    name = str(row["model_name"]) if "model_name" in forecast and pd.notna(row["model_name"]) else ""
+    version = str(row["model_version"]) if "model_version" in forecast and pd.notna(row["model_version"]) else ""
+    by = " ".join(part for part in (name, f"v{version}" if version.isdigit() else version) if part)
     cutoff = f"forecast from {pd.Timestamp(row['cutoff']):%Y-%m-%d}"
     return f"{title}\n{cutoff}" + (f" by {by}" if by else "")
 

@@ -128,7 +128,7 @@ def test_the_figure_draws_history_forecast_bands_and_actuals_since(lake: Lake) -
     assert len(lines["forecast"].get_ydata()) == 13  # the last observation, then 12 steps
     assert len(lines["actual since the forecast"].get_xdata()) == 4  # the last observation, then 3 new ones
     assert {c.get_label() for c in ax.collections} == {"80 % interval", "95 % interval"}
-    assert ax.get_title(loc="left").startswith("a  ·  asked for\nforecast from 2021-06-01 by lstm-forecaster 2")
+    assert ax.get_title(loc="left").startswith("a  ·  asked for\nforecast from 2021-06-01 by lstm-forecaster v2")
     assert [t.get_text() for t in figure.legends[0].get_texts()] == [
         "history", "forecast", "80 % interval", "95 % interval", "actual since the forecast"]
 
