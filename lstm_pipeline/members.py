@@ -102,7 +102,7 @@ def statistical_forecasts(
     if "seasonal_naive" in names:
         out["seasonal_naive"] = seasonal.seasonal_naive(history, horizon, freq, season_length)
     if "naive" in names:
-        out["naive"] = seasonal.seasonal_naive(history, horizon, freq, season_length=1)
+        out["naive"] = seasonal.naive(history, horizon, freq)
     wanted = [n for n in names if n in STATISTICAL]
     unknown = [n for n in names if n not in STATISTICAL and n not in NAIVE and n != LSTM]
     if unknown:

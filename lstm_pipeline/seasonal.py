@@ -22,7 +22,7 @@ import pandas as pd
 
 from lstm_pipeline import grid
 
-__all__ = ["forecast_season", "mase_scale", "mase_scales", "seasonal_naive"]
+__all__ = ["forecast_season", "mase_scale", "mase_scales", "naive", "seasonal_naive"]
 
 # A scale below this fraction of the series' mean absolute level counts as zero.
 _NEGLIGIBLE = 1e-8
@@ -55,6 +55,11 @@ def mase_scales(history: pd.DataFrame, freq: str, season_length: int) -> pd.Seri
     pos = grid.positions(frame["ds"], freq)
     scales = _scales(codes, pos, frame["y"].to_numpy(np.float64), len(ids), season_length)
     return pd.Series(scales, index=pd.Index([str(u) for u in ids], name="unique_id"), name="scale")
+
+
+def naive(history: pd.DataFrame, horizon: int, freq: str) -> pd.DataFrame:
+    """Each series' last value repeated: seasonal naive with a season of one period."""
+    return seasonal_naive(history, horizon, freq, season_length=1)
 
 
 def seasonal_naive(history: pd.DataFrame, horizon: int, freq: str, season_length: int) -> pd.DataFrame:

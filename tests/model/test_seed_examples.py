@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lstm_pipeline import metrics
-from lstm_pipeline.baselines import seasonal_naive
+from lstm_pipeline.seasonal import seasonal_naive
 from lstm_pipeline.config import load_config
 from lstm_pipeline.forecast import predict
 from lstm_pipeline.train import fit

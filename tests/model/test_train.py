@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_pipeline.baselines import naive, seasonal_naive
+from lstm_pipeline.seasonal import naive, seasonal_naive
 from lstm_pipeline.checkpoint import Checkpoint, fit_scalers
 from lstm_pipeline.config import PipelineConfig, load_config
 from lstm_pipeline.forecast import predict

@@ -10,7 +10,7 @@ import pytest
 
 from lstm_pipeline import grid
 from lstm_pipeline.backtest import BacktestResult, Forecaster, backtest, cutoff_dates
-from lstm_pipeline.baselines import naive, seasonal_naive
+from lstm_pipeline.seasonal import naive, seasonal_naive
 from lstm_pipeline.metrics import mae, mase, r2, rmse, smape
 
 H, K, STEP = 4, 3, 2
