@@ -138,7 +138,8 @@ class TrainConfig(_Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     grad_clip: float = Field(1.0, gt=0)
-    patience: int = Field(8, ge=1)
+    # Epochs without a better validation loss before early stopping ends a fit.
+    patience: int = Field(4, ge=1)
     loss: Literal["mae", "mse", "huber"] = "mae"
     # "mase": weight each series' loss by scale / seasonal-naive MAE, i.e. train on MASE.
     loss_weighting: Literal["mase", "none"] = "mase"
@@ -153,7 +154,7 @@ class TrainConfig(_Section):
     # The refit that serves starts from the evaluation weights and trains this share of the
     # evaluation's epochs on all data (1.0 with refit_warm_start off: the whole schedule again).
     refit_warm_start: bool = True
-    refit_share: float = Field(0.25, gt=0, le=1)
+    refit_share: float = Field(0.15, gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Periods at the end of an evaluation fit's data that early stopping watches (None: the
     # horizon; fewer on a history too short for it, see lstm_pipeline.procedure.plan).
