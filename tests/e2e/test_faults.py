@@ -139,17 +139,22 @@ def no_duplicate_keys(lake: Lake) -> None:
 
 
 def test_a_lake_no_lstm_can_beat_gets_baseline_forecasts_until_an_lstm_beats_them(world: World) -> None:
-    # A learning rate of 1e-12 leaves the LSTM exactly seasonal naive: it cannot beat it.
-    frozen = make_world(world.tmp, world.prefect, "frozen", train={"lr": 1e-12, "max_epochs": 1})
+    # A learning rate of 1e-12 leaves the LSTM exactly seasonal naive, served alone: it cannot
+    # beat the best forecast without it (seasonal naive, naive, AutoETS, Theta).
+    frozen = make_world(world.tmp, world.prefect, "frozen", train={"lr": 1e-12, "max_epochs": 1},
+                        combine={"members": ["lstm"]})
     first = frozen.cli("run", str(world.data("first.csv", 96)))
     assert first.returncode == 0, first.stderr[-3000:]
     lake = Lake(world.lake)
     forecasts = lake.read(FORECASTS)
-    assert set(forecasts["model_name"]) == {"baseline"}
-    assert set(forecasts["model_version"]) <= {"seasonal_naive", "naive"}
+    registry = Registry(load_config(world.config, {"lake": {"root": str(world.lake)}}).registry, str(world.lake))
+    rejected = registry.versions()[-1]
+    assert set(forecasts["model_name"]) == {"baseline"} and rejected.tags["promoted"] == "false"
+    assert set(forecasts["model_version"]) == {rejected.tags["best_baseline"]}  # the best without the LSTM
+    assert rejected.tags["best_baseline"] in {"seasonal_naive", "naive", "auto_ets", "theta"}
+    assert forecasts[["yhat_lo_80", "yhat_hi_95"]].notna().all().all()  # with its conformal intervals
     assert forecasts.groupby("unique_id").size().tolist() == [6] * 6
-    assert Registry(load_config(world.config, {"lake": {"root": str(world.lake)}}).registry,
-                    str(world.lake)).version(CHAMPION) is None
+    assert registry.version(CHAMPION) is None
     status = frozen.cli("status")
     assert "no LSTM has passed the gate yet" in status.stdout
 

@@ -122,7 +122,7 @@ def test_every_version_carries_the_evidence_for_its_decision(three_trainings: Hi
             assert mv.tags.get(tag), f"version {mv.version} lacks tag {tag}"
         assert mv.tags["n_series"] == "8"
         assert outcome.promotion.reason in mv.description
-        assert "| seasonal_naive |" in mv.description and "| candidate |" in mv.description
+        assert "| seasonal_naive |" in mv.description and f"| **{mv.tags['served']}** (served) |" in mv.description
         if outcome.version != "1":
             assert "| champion |" in mv.description  # compared with the champion of the day
         artifacts = {a.path for a in client.list_artifacts(mv.run_id)}
