@@ -113,7 +113,8 @@ class Status:
             out.append("last failure: none recorded")
         else:
             f = self.failure
-            out.append(f"last failure: {f['stage']} in run {f['run_id']} at {f['finished_at']}: {f['message']}")
+            what = "interrupted" if f.get("state") == "interrupted" else "failed"
+            out.append(f"last failure: {f['stage']} {what} in run {f['run_id']} at {f['finished_at']}: {f['message']}")
         return "\n".join(out)
 
 

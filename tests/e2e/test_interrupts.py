@@ -187,8 +187,8 @@ def test_sigint_during_training_registers_nothing_even_when_started_with_sigint_
     # The stages so far, and the one the signal stopped; no forecast after it.
     assert [row[:2] for row in runs_rows(lake)] == [("ingest", "skipped"), ("monitor", "completed"),
                                                      ("train", "interrupted")]
-    assert "last failure: train" in status_text(tmp_path, lake) and "interrupted by SIGINT" in status_text(tmp_path,
-                                                                                                          lake)
+    shown = status_text(tmp_path, lake)
+    assert "last failure: train interrupted in run local-" in shown and "interrupted by SIGINT" in shown
     assert session_processes(cli.proc.pid) == []
 
 
