@@ -25,7 +25,8 @@ from lstm_pipeline.errors import Interrupted
 
 __all__ = ["SIGNALS", "exit_code", "raising_signals"]
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# SIGHUP (the terminal closed) exists on POSIX only.
+SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
 
 @contextmanager
@@ -38,9 +39,8 @@ def raising_signals() -> Iterator[None]:
         yield
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGHUP, _raise_interrupted)
+    for s in SIGNALS:
+        signal.signal(s, signal.default_int_handler if s == signal.SIGINT else _raise_interrupted)
     try:
         yield
     finally:
