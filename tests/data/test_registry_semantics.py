@@ -284,3 +284,28 @@ def test_an_outage_without_a_whole_local_copy_forecasts_the_baseline_then_fails_
     newest = forecasts[forecasts["cutoff"] == pd.Timestamp("2018-02-01")]
     assert len(newest) == N_SERIES * 12 and set(newest["model_name"]) == {"baseline"}
     assert "baseline seasonal_naive (the registry could not be read)" in outcome.summary()
+
+
+def test_a_run_whose_registry_cannot_be_read_ends_failed_and_status_says_why(
+    trained: Trained, other_service: str
+) -> None:
+    _new_month(trained, "2018-03-01")
+    root = trained.cfg.lake.root
+    env = {**os.environ, "LSTM_PIPELINE_LOG_FILE": str(trained.tmp / "cli.log"),
+           "LSTM_PIPELINE_REGISTRY__CACHE_DIR": trained.cfg.registry.cache_dir or ""}
+    done = subprocess.run([str(CLI), "run", "--root", root], capture_output=True, text=True, check=False, timeout=600,
+                          env={**env, "LSTM_PIPELINE_REGISTRY__TRACKING_URI": other_service})
+
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    (line,) = [s for s in done.stderr.splitlines() if s.startswith("error:")]
+    assert "forecast failed: MLflow at " in line and "could not resolve lstm-forecaster@champion" in line
+    assert "forecasts were written from the local copy of v" in line
+    forecasts = Lake(root).read(FORECASTS)
+    assert len(forecasts[forecasts["cutoff"] == pd.Timestamp("2018-03-01")]) == N_SERIES * 12
+
+    status = subprocess.run([str(CLI), "status", "--root", root], capture_output=True, text=True, check=False,
+                            timeout=300, env=env)
+    assert status.returncode == 0, status.stderr[-3000:]
+    (last,) = [s for s in status.stdout.splitlines() if s.startswith("last failure")]
+    assert "forecast" in last and "ENDPOINT_NOT_FOUND" in last and "written from the local copy" in last
