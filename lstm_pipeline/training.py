@@ -32,7 +32,7 @@ from lstm_pipeline import __version__, grid, intervals, members, plots
 from lstm_pipeline.backtest import BacktestResult, Forecaster
 from lstm_pipeline.bundle import ModelBundle, Served
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.errors import NotEnoughData
+from lstm_pipeline.errors import ModelLoadError, NotEnoughData
 from lstm_pipeline.lake import SERIES, Lake
 from lstm_pipeline.policy import (
     Promotion,
@@ -208,15 +208,21 @@ def _first_member(callback: Callback) -> Callback:
 def _champion(registry: Registry, cfg: PipelineConfig, freq: str) -> tuple[Loaded | None, str | None, str | None]:
     """The champion if it can be loaded and compared, else None and why not; the third
     value says why it could not even be read (an outage): then nothing may be promoted."""
+    # Only "not found" means no champion. An outage leaves the champion in the gate's way:
+    # train, promote nothing. Any other registry error fails the step (RegistryError).
     try:
         info = registry.version(CHAMPION)
-        if info is None:
-            return None, None, None
-        loaded = registry.load(CHAMPION)
     except RegistryUnavailable as exc:
         log.warning("the champion could not be read (%s): training, but promoting nothing", exc)
         return None, None, f"the champion could not be read from the registry ({_first_line(exc)})"
-    except Exception as exc:  # noqa: BLE001 - a broken champion is replaced, not fatal
+    if info is None:
+        return None, None, None
+    try:
+        loaded = registry.load(CHAMPION)
+    except RegistryUnavailable as exc:
+        log.warning("champion v%s could not be loaded (%s): training, but promoting nothing", info.version, exc)
+        return None, None, f"champion v{info.version} could not be loaded from the registry ({_first_line(exc)})"
+    except ModelLoadError as exc:  # a broken champion is replaced, not fatal
         log.warning("champion v%s could not be loaded (%s): retraining from scratch", info.version, exc)
         return None, f"champion v{info.version} could not be loaded ({_first_line(exc)})", None
     if loaded is None:
