@@ -42,16 +42,23 @@ def error_by_step(by_step: pd.DataFrame) -> Figure:
     return fig
 
 
-def forecast_vs_actual(predictions: pd.DataFrame, history: pd.DataFrame, series: Sequence[str]) -> Figure:
-    """Backtest forecasts of each model beside the actuals, one panel per series."""
+def forecast_vs_actual(
+    predictions: pd.DataFrame, history: pd.DataFrame, series: Sequence[str], served: str,
+    others: Sequence[str] = ("seasonal_naive", "champion"),
+) -> Figure:
+    """Backtest forecasts of the served model (and ``others``, where present) beside the
+    actuals, one panel per series."""
+    colors = {served: "tab:blue", "champion": "tab:green", "seasonal_naive": "tab:orange"}
+    shown = predictions[predictions["model"].isin([served, *others])]
     fig, axes = plt.subplots(len(series), 1, figsize=(8, 2.6 * len(series)), squeeze=False)
     for ax, uid in zip(axes[:, 0], series):
         h = history[history["unique_id"] == uid].tail(72)
         ax.plot(h["ds"], h["y"], color="black", linewidth=1, label="actual")
-        p = predictions[predictions["unique_id"] == uid]
+        p = shown[shown["unique_id"] == uid]
         for (model, window), g in p.groupby(["model", "window"]):
-            ax.plot(g["ds"], g["yhat"], linewidth=1, label=str(model) if window == 0 else None,
-                    color={"candidate": "tab:blue", "champion": "tab:green", "seasonal_naive": "tab:orange"}.get(str(model), "tab:gray"))
+            ax.plot(g["ds"], g["yhat"], linewidth=1.6 if model == served else 1,
+                    label=str(model) if window == p["window"].min() else None,
+                    color=colors.get(str(model), "tab:gray"))
         ax.set_title(uid, fontsize=9)
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()

@@ -33,6 +33,7 @@ from lstm_pipeline.backtest import BacktestResult, Forecaster
 from lstm_pipeline.bundle import ModelBundle, Served
 from lstm_pipeline.config import PipelineConfig
 from lstm_pipeline.errors import ModelLoadError, NotEnoughData
+from lstm_pipeline.forecast_plot import choose_series
 from lstm_pipeline.lake import SERIES, Lake
 from lstm_pipeline.policy import (
     Promotion,
@@ -389,11 +390,13 @@ def _log_evaluation(
         run.log_metrics({"mase_by_step": row["mase"]}, step=int(step))
     run.log_table(dev.backtest.scores(), "backtest_scores.csv")
     run.log_table(by_step.reset_index(), "error_by_step.csv")
-    sample = sorted(series["unique_id"].unique())[:4]
+    # The same choice as `lstm-pipeline plot`: the worst backtest error, the largest, a random one.
+    errors = dev.backtest.scores().query("model == @choice").groupby("unique_id")["mase"].mean()
+    sample = [c.unique_id for c in choose_series(series, errors, count=4, error_name="backtest MASE")]
     figures = {
         "loss_curve.png": plots.loss_curve(dev.evaluation[0].history),
         "error_by_step.png": plots.error_by_step(by_step),
-        "forecast_vs_actual.png": plots.forecast_vs_actual(dev.backtest.predictions, series, sample),
+        "forecast_vs_actual.png": plots.forecast_vs_actual(dev.backtest.predictions, series, sample, choice),
     }
     for name, figure in figures.items():
         run.log_figure(figure, name)
