@@ -75,7 +75,8 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _SERVING_FILE = _PACKAGE_DIR / "serving.py"
 # What loading the model needs; given explicitly so logging never infers them (slow).
-_RUNTIME_PACKAGES = ("torch", "pandas", "numpy", "pydantic", "pyyaml", "mlflow")
+# The served model fits its statistical members with statsforecast wherever it is loaded.
+_RUNTIME_PACKAGES = ("torch", "pandas", "numpy", "pydantic", "pyyaml", "mlflow", "statsforecast")
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 # Errors that retrying cannot fix.
 # ENDPOINT_NOT_FOUND: an HTTP 404 without MLflow's JSON, i.e. the URI names another service.
