@@ -396,6 +396,8 @@ def _interruptible(cfg: PipelineConfig, stage: str | None) -> Iterator[None]:
 
                 outcome = StageOutcome(stage, INTERRUPTED, interruption(exc))
                 record_run(Lake.from_config(cfg.lake), RunReport(f"cli-{uuid.uuid4().hex[:12]}", (outcome,), started))
+            if "train" in (stage, getattr(exc, "stage", None)):
+                interrupts.cancel_unfinished_promotions(cfg, started, interruption(exc))
             during = f"run: {exc.stage}" if stage is None and hasattr(exc, "stage") else stage or "run"
             typer.secho(f"{during} {interruption(exc)}", fg="yellow", err=True)
             raise typer.Exit(interrupts.exit_code(exc)) from None

@@ -15,15 +15,23 @@ ignored) still stops on it.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lstm_pipeline.errors import Interrupted
 
-__all__ = ["SIGNALS", "exit_code", "raising_signals"]
+if TYPE_CHECKING:
+    from lstm_pipeline.config import PipelineConfig
+
+__all__ = ["SIGNALS", "cancel_unfinished_promotions", "exit_code", "ignoring_signals", "raising_signals"]
+
+log = logging.getLogger(__name__)
 
 # SIGHUP (the terminal closed) exists on POSIX only.
 SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
@@ -59,6 +67,33 @@ def ignoring_signals() -> None:
 def exit_code(exc: BaseException) -> int:
     """128 + the signal's number, as a shell reports a process a signal stopped: 130, 143."""
     return 128 + int(exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
+
+
+def cancel_unfinished_promotions(cfg: PipelineConfig, since: datetime, why: str) -> list[str]:
+    """Versions registered since ``since`` whose aliases had not moved when the signal
+    came (``promotion=pending``) are tagged ``cancelled``: the next run's repair must not
+    finish a promotion the operator stopped. Returns their numbers. The registry gets a
+    short budget (the operator is waiting); out of reach, it is logged and left.
+    """
+    from lstm_pipeline.registry import PROMOTION, Registry, resolve_tracking_uri
+
+    try:
+        uri = resolve_tracking_uri(cfg.registry, cfg.lake.root)
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+            return []  # no store yet: nothing was registered
+        registry = Registry(cfg.registry.model_copy(update={"max_wait_s": min(cfg.registry.max_wait_s, 10.0)}),
+                            cfg.lake.root)
+        cancelled = []
+        for version in registry.versions():
+            if version.tags.get(PROMOTION) == "pending" and version.created.timestamp() >= since.timestamp() - 1:
+                registry.tag_version(version.version, {PROMOTION: "cancelled", "promotion_cancelled": why})
+                cancelled.append(version.version)
+    except Exception as exc:  # noqa: BLE001 - the interruption is reported either way
+        log.warning("could not check the registry for a promotion the signal interrupted: %s", exc)
+        return []
+    for version in cancelled:
+        log.warning("v%s was registered but not promoted before the signal: its promotion is cancelled", version)
+    return cancelled
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:

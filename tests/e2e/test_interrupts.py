@@ -98,6 +98,15 @@ def session_processes(pid: int) -> list[str]:
     return left
 
 
+def pending_promotions(lake: Path) -> list[str]:
+    """Versions whose promotion was started and not finished (the next run would finish it)."""
+    from mlflow import MlflowClient
+
+    db = lake / "mlflow.db"
+    versions = MlflowClient(f"sqlite:///{db}").search_model_versions("name = 'lstm-forecaster'") if db.exists() else []
+    return [v.version for v in versions if v.tags.get("promotion") == "pending"]
+
+
 def registry_state(lake: Path) -> tuple[list[int], dict[str, str], list[str]]:
     """Model versions' creation times (ms), aliases, and the training runs' MLflow statuses."""
     from mlflow import MlflowClient
@@ -225,6 +234,9 @@ def test_sigint_while_the_model_is_logged_registers_and_promotes_nothing_after_i
     versions, aliases, _ = registry_state(lake)
     assert [t for t in versions if t > sent] == []  # no version born after the signal
     assert aliases == before_aliases and len(versions) <= len(before_versions) + 1
+    # A version the signal caught between registration and its aliases is not left for the
+    # next run's repair to promote.
+    assert pending_promotions(lake) == []
     assert runs_rows(lake)[-1][:2] == ("train", "interrupted")
     assert session_processes(cli.proc.pid) == []
 
@@ -253,3 +265,32 @@ def _serves_prefect_home(proc: Path, home: Path) -> bool:
     except OSError:
         return False
     return b"prefect.server.api.server:create_app" in cmdline and f"PREFECT_HOME={home}".encode() in environ
+
+
+def test_a_version_registered_but_not_promoted_before_the_signal_is_not_promoted_later(tmp_path: Path) -> None:
+    """The window between a version's registration and its alias moves, set up directly:
+    the interrupted command cancels its pending promotion; an older pending one (a crash
+    before this command) is left to the repair."""
+    from datetime import UTC, datetime
+
+    from mlflow import MlflowClient
+
+    from lstm_pipeline import interrupts
+    from lstm_pipeline.config import load_config
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    cfg = load_config(overrides={"lake": {"root": str(lake)}}, environ={})
+    client = MlflowClient(f"sqlite:///{lake / 'mlflow.db'}")
+    client.create_registered_model("lstm-forecaster")
+    source = tmp_path / "model"
+    source.mkdir()
+    older = client.create_model_version("lstm-forecaster", str(source), tags={"promotion": "pending"})
+    time.sleep(2.5)
+    started = datetime.now(UTC)
+    mine = client.create_model_version("lstm-forecaster", str(source),
+                                       tags={"promotion": "pending", "promoted": "true"})
+
+    assert interrupts.cancel_unfinished_promotions(cfg, started, "interrupted by SIGINT") == [str(mine.version)]
+    assert client.get_model_version("lstm-forecaster", mine.version).tags["promotion"] == "cancelled"
+    assert client.get_model_version("lstm-forecaster", older.version).tags["promotion"] == "pending"
