@@ -5,8 +5,8 @@ For each dataset (bench/datasets.py: history to train on, the next ``horizon`` p
 score) and each seed, the training step's procedure runs as the pipeline runs it
 (``lstm_pipeline.procedure.develop``: the LSTM's evaluation fit up to the first backtest
 cutoff, the backtest of every member and combination, the refit), the gate's choice is
-taken (``best_choice``: the lowest backtest MASE among the combination and each member
-alone) and the served bundle forecasts it with its conformal intervals
+taken (``best_choice``: the combination of every member unless a smaller combination or
+one member is better on the backtest by more than ``combine.selection_margin``) and the served bundle forecasts it with its conformal intervals
 (``lstm_pipeline.bundle.ModelBundle``): that is ``ours (served)``. The same run scores on
 the test part every member alone and every combination (each with conformal intervals
 from its own backtest residuals), seasonal naive, naive, and neuralforecast's ``LSTM``
@@ -122,7 +122,7 @@ def ours(data: Dataset, cfg: PipelineConfig, seed: int, results: dict[str, Score
     combination of the same run on the test part."""
     dev = develop(data.history, cfg.with_overrides({"train": {"seed": seed}}), data.freq)
     lstm_cpu = sum(m.cpu_seconds for m in (*dev.evaluation, *dev.served))
-    choice = best_choice(dev.backtest, dev.choices)
+    choice = best_choice(dev.backtest, dev.choices, cfg.combine.selection_margin)
     bundle = ModelBundle(tuple(m.checkpoint for m in dev.served), tuple(m.checkpoint for m in dev.evaluation),
                          _quantiles(dev, choice), weights=weights_of(choice))
     score(bundle.forecast(data.history, device="cpu").frame, data, results.setdefault(SERVED, Scores()), lstm_cpu)
@@ -267,7 +267,7 @@ def timing(cfg: PipelineConfig, seed: int, kind: str) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     dev = develop(history, cfg.with_overrides({"train": {"seed": seed}}), "MS")
     dev_wall = time.perf_counter() - wall
-    choice = best_choice(dev.backtest, dev.choices)
+    choice = best_choice(dev.backtest, dev.choices, cfg.combine.selection_margin)
     bundle = ModelBundle(tuple(m.checkpoint for m in dev.served), tuple(m.checkpoint for m in dev.evaluation),
                          _quantiles(dev, choice), weights=weights_of(choice))
     start = time.perf_counter()

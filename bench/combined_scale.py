@@ -63,7 +63,7 @@ def main() -> None:
     data = load("m1_monthly")
     cfg = load_config(environ={}).with_overrides({"window": {"horizon": 12}})
     dev = develop(data.history, cfg, data.freq)
-    choice = best_choice(dev.backtest, dev.choices)
+    choice = best_choice(dev.backtest, dev.choices, cfg.combine.selection_margin)
     p = dev.backtest.predictions
     quantiles = intervals.fit_quantiles(intervals.scaled_residuals(p[p["model"] == "lstm+auto_ets+theta"],
                                                                    dev.backtest.scales))

@@ -181,12 +181,16 @@ class BacktestConfig(_Section):
 class CombineConfig(_Section):
     """What the served forecast is made of (:mod:`lstm_pipeline.members`).
 
-    ``members`` are averaged with equal weights. The gate scores that combination, each
-    member alone and the champion on the same backtest windows and serves the best;
-    ``("lstm",)`` serves the LSTM alone.
+    The gate scores the equal-weight combination of every subset of ``members`` (all of
+    them, the pairs, each alone) and the champion on the same backtest windows; the
+    version serves the combination of all members unless a smaller one is better by more
+    than ``selection_margin``. ``("lstm",)`` serves the LSTM alone.
     """
 
     members: tuple[str, ...] = ("lstm", "auto_ets", "theta")
+    # A smaller combination (or one member) is served instead of all members only when its
+    # backtest MASE is lower by more than this share: two windows are little evidence.
+    selection_margin: float = Field(0.03, ge=0, lt=1)
     # Processes for the statistical members' per-series fits (None: every core).
     n_jobs: int | None = Field(None, ge=1)
 

@@ -30,6 +30,7 @@ windows), on the windows whose targets come after every period they saw.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import itertools
 import logging
 from dataclasses import dataclass, field
 
@@ -149,9 +150,10 @@ def weights_of(choice: str) -> dict[str, float]:
 
 
 def choices(cfg: PipelineConfig) -> tuple[str, ...]:
-    """What the gate may serve: the combination of every member, then each member alone."""
+    """What the gate may serve: the equal-weight combination of every non-empty subset of
+    the members, largest first (all of them, then the pairs, then each member alone)."""
     names = cfg.combine.members
-    return tuple(dict.fromkeys([choice_name(names), *names]))
+    return tuple(choice_name(c) for k in range(len(names), 0, -1) for c in itertools.combinations(names, k))
 
 
 def comparators(cfg: PipelineConfig) -> tuple[str, ...]:
@@ -161,13 +163,18 @@ def comparators(cfg: PipelineConfig) -> tuple[str, ...]:
     return tuple(n for n in dict.fromkeys([*NAIVE, *extra]) if n not in cfg.combine.members)
 
 
-def best_choice(result: BacktestResult, candidates: Sequence[str]) -> str:
-    """The candidate with the lowest mean MASE on ``result`` (ties: the earlier one)."""
+def best_choice(result: BacktestResult, candidates: Sequence[str], margin: float = 0.0) -> str:
+    """The choice to serve: the first candidate (the combination of every member) unless
+    another's mean MASE on ``result`` is lower by more than ``margin`` (relative), then
+    the lowest of those. Two backtest windows are little evidence: leaving the full
+    combination takes a clear difference."""
     mase = result.summary()["mase"]
     scored = [c for c in candidates if c in mase.index and pd.notna(mase[c])]
     if not scored:
         raise NotEnoughData(f"none of {', '.join(candidates)} has a backtest MASE")
-    return min(scored, key=lambda c: (mase[c], candidates.index(c)))
+    first = scored[0]
+    better = [c for c in scored[1:] if mase[c] < mase[first] * (1 - margin)]
+    return min(better, key=lambda c: (mase[c], candidates.index(c))) if better else first
 
 
 def develop(

@@ -146,7 +146,7 @@ def run_training(
                       meta=tags, combinations=combinations)
         compared, windows_note = _compared_windows(dev.backtest, champion, cfg.window.horizon)
         comparison = compared.summary()[_COMPARED].join(_coverage(compared)).drop(index=CHAMPION_LSTM, errors="ignore")
-        choice = best_choice(compared, dev.choices)
+        choice = best_choice(compared, dev.choices, cfg.combine.selection_margin)
         champion_mase = float(comparison.loc[CHAMPION_MODEL, "mase"]) \
             if champion is not None and CHAMPION_MODEL in comparison.index else None
         if champion is not None and champion_mase is None:
@@ -308,8 +308,9 @@ def _description(
     table.index = [f"**{m}** (served)" if m == choice else m for m in table.index]
     return (
         f"**{verdict}**: {promotion.reason}.\n\n"
-        f"**Serves** `{choice}`: {weights} (the lowest backtest MASE among the combination of "
-        f"{', '.join(cfg.combine.members)} and each of them alone).\n\n"
+        f"**Serves** `{choice}`: {weights} (the equal-weight combination of "
+        f"{', '.join(cfg.combine.members)}, unless a smaller combination or one member scores a MASE lower by "
+        f"more than {cfg.combine.selection_margin:.0%}: then the lowest of those).\n\n"
         f"Backtest on {len(compared.cutoffs)} rolling-origin windows with cutoffs {cutoffs}; the same series and "
         "target dates for every model; means over series and windows, MASE scaled by each series' in-sample "
         "seasonal-naive MAE:\n\n"

@@ -8,7 +8,7 @@ import pytest
 
 from lstm_pipeline import members
 from lstm_pipeline.backtest import BacktestResult
-from lstm_pipeline.procedure import choice_name, choices, weights_of
+from lstm_pipeline.procedure import best_choice, choice_name, choices, weights_of
 from lstm_pipeline.config import PipelineConfig
 
 
@@ -34,7 +34,8 @@ def test_combine_refuses_a_weighted_member_without_a_forecast() -> None:
 
 def test_choices_are_the_combination_then_each_member_and_weights_follow_the_name() -> None:
     cfg = PipelineConfig()
-    assert choices(cfg) == ("lstm+auto_ets+theta", "lstm", "auto_ets", "theta")
+    assert choices(cfg) == ("lstm+auto_ets+theta", "lstm+auto_ets", "lstm+theta", "auto_ets+theta",
+                            "lstm", "auto_ets", "theta")
     assert weights_of("lstm+auto_ets") == {"lstm": 0.5, "auto_ets": 0.5}
     assert choice_name(["auto_ets", "theta"]) == "auto_ets+theta"
     assert members.describe({"lstm": 0.5, "auto_ets": 0.5, "theta": 0.0}) == "lstm:0.5 auto_ets:0.5"
@@ -81,3 +82,15 @@ def test_a_backtest_combination_is_scored_on_the_same_rows_as_its_parts() -> Non
     assert combined.summary().loc["lstm+auto_ets", "mae"] == 0.0
     # A combination whose parts were not backtested is left out.
     assert "lstm+theta" not in combined.with_combinations({"lstm+theta": {"lstm": 0.5, "theta": 0.5}}).models()
+
+
+def test_a_smaller_choice_is_served_only_when_it_is_better_by_the_margin() -> None:
+    rows = []
+    for model, err in (("lstm+auto_ets+theta", 1.00), ("lstm+auto_ets", 0.98), ("lstm", 0.90)):
+        rows.append({"model": model, "window": 0, "unique_id": "a", "cutoff": pd.Timestamp("2020-01-01"),
+                     "ds": pd.Timestamp("2020-02-01"), "step": 1, "y": 0.0, "yhat": err})
+    result = BacktestResult(pd.DataFrame(rows), pd.DataFrame({"window": [0], "unique_id": ["a"], "scale": [1.0]}))
+    candidates = ("lstm+auto_ets+theta", "lstm+auto_ets", "lstm")
+    assert best_choice(result, candidates, margin=0.0) == "lstm"
+    assert best_choice(result, candidates, margin=0.05) == "lstm"  # 10 % better
+    assert best_choice(result, candidates, margin=0.15) == "lstm+auto_ets+theta"  # nothing clears 15 %
