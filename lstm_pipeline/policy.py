@@ -71,6 +71,7 @@ def model_config_hash(cfg: PipelineConfig, freq: str | None = None) -> str:
         "loss_weighting": cfg.train.loss_weighting,
         "ensemble": cfg.lstm_ensemble,
         "members": list(cfg.combine.members),
+        "selection_margin": cfg.combine.selection_margin,
         "backtest": cfg.backtest.model_dump(),
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
