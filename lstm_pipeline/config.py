@@ -138,8 +138,9 @@ class TrainConfig(_Section):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     grad_clip: float = Field(1.0, gt=0)
-    # Epochs without a better validation loss before early stopping ends a fit.
-    patience: int = Field(4, ge=1)
+    # Epochs without a better validation loss before early stopping ends a fit (None: 4 in a
+    # combination, 8 for the LSTM alone; see PipelineConfig.for_training).
+    patience: int | None = Field(None, ge=1)
     loss: Literal["mae", "mse", "huber"] = "mae"
     # "mase": weight each series' loss by scale / seasonal-naive MAE, i.e. train on MASE.
     loss_weighting: Literal["mase", "none"] = "mase"
@@ -149,11 +150,12 @@ class TrainConfig(_Section):
     # Members trained with seeds seed, seed+1, ... and the input lengths of window in turn;
     # their forecasts' median is the LSTM's forecast. Costs that many trainings. None: 3 when
     # the LSTM is served alone, 1 inside a combination (its partners already average out
-    # one network's errors; see PipelineConfig.lstm_ensemble).
+    # one network's errors).
     ensemble: int | None = Field(None, ge=1)
-    # The refit that serves starts from the evaluation weights and trains this share of the
-    # evaluation's epochs on all data (1.0 with refit_warm_start off: the whole schedule again).
-    refit_warm_start: bool = True
+    # True: the refit that serves starts from the evaluation weights and trains refit_share of
+    # the evaluation's epochs on all data; False: from scratch, the evaluation's whole
+    # schedule again. None: warm in a combination, from scratch for the LSTM alone.
+    refit_warm_start: bool | None = None
     refit_share: float = Field(0.15, gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Periods at the end of an evaluation fit's data that early stopping watches (None: the
@@ -251,9 +253,24 @@ class PipelineConfig(_Section):
     @property
     def lstm_ensemble(self) -> int:
         """LSTM members to train: ``train.ensemble``, else 3 alone and 1 in a combination."""
-        if self.train.ensemble is not None:
-            return self.train.ensemble
-        return 3 if self.combine.members == ("lstm",) else 1
+        return int(self.for_training().train.ensemble or 1)
+
+    def for_training(self) -> PipelineConfig:
+        """This configuration with the LSTM's budget resolved where unset.
+
+        Served alone, the LSTM trains as it did before combinations (3 members, patience 8,
+        a refit from scratch): that is what its accuracy was measured with. In a combination
+        its partners average out one network's errors, so 1 member, patience 4 and a
+        warm-started refit cost a fifth as much for the same combined accuracy
+        (bench/RESULTS.md, "The forecast that ships").
+        """
+        t = self.train
+        alone = self.combine.members == ("lstm",)
+        resolved = {"ensemble": t.ensemble or (3 if alone else 1), "patience": t.patience or (8 if alone else 4),
+                    "refit_warm_start": (not alone) if t.refit_warm_start is None else t.refit_warm_start}
+        if resolved == {"ensemble": t.ensemble, "patience": t.patience, "refit_warm_start": t.refit_warm_start}:
+            return self
+        return self.with_overrides({"train": resolved})
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> PipelineConfig:
         """A validated copy with nested ``{"section": {"field": value}}`` overrides."""

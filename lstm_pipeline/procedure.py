@@ -194,7 +194,7 @@ def develop(
     the cutoff dates first. ``combinations`` adds weighted means of backtested models
     (the champion's own forecast). ``callbacks`` see every member's epochs.
     """
-    cfg = plan(series, cfg, freq)
+    cfg = plan(series, cfg.for_training(), freq)
     H, K, step = cfg.window.horizon, cfg.backtest.n_windows, cfg.backtest.step or cfg.window.horizon
     season = cfg.data.season(freq)
     cutoffs = cutoff_dates(series, freq, H, K, step)

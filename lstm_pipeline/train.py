@@ -146,6 +146,7 @@ def _fit(
     member: int,
 ) -> TrainResult:
     started, cpu_started = time.perf_counter(), time.process_time()
+    cfg = cfg.for_training()
     season = cfg.data.season(freq)
     # One model: the configured lookback, else the first of the ensemble's input lengths.
     if cfg.window.lookback is None:
