@@ -45,11 +45,11 @@ postgres:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
 services: $(STAMP) postgres
-	$(BIN)/python -m lstm_pipeline.services start --dir $(SERVICES_DIR)
+	$(BIN)/python -m lstm_pipeline.shell.services start --dir $(SERVICES_DIR)
 
 services-stop:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m lstm_pipeline.services stop --dir $(SERVICES_DIR); \
-	else $(PYTHON) -m lstm_pipeline.services stop --dir $(SERVICES_DIR); fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m lstm_pipeline.shell.services stop --dir $(SERVICES_DIR); \
+	else $(PYTHON) -m lstm_pipeline.shell.services stop --dir $(SERVICES_DIR); fi
 
 install: $(STAMP)
 

@@ -3,11 +3,11 @@ the statistical models and neuralforecast's stock LSTM, all scored on the same t
 
 For each dataset (bench/datasets.py: history to train on, the next ``horizon`` points to
 score) and each seed, the training step's procedure runs as the pipeline runs it
-(``lstm_pipeline.procedure.develop``: the LSTM's evaluation fit up to the first backtest
+(``lstm_pipeline.evaluate.procedure.develop``: the LSTM's evaluation fit up to the first backtest
 cutoff, the backtest of every member and combination, the refit), the gate's choice is
 taken (``best_choice``: the combination of every member unless a smaller combination or
 one member is better on the backtest by more than ``combine.selection_margin``) and the served bundle forecasts it with its conformal intervals
-(``lstm_pipeline.bundle.ModelBundle``): that is ``ours (served)``. The same run scores on
+(``lstm_pipeline.registry.bundle.ModelBundle``): that is ``ours (served)``. The same run scores on
 the test part every member alone and every combination (each with conformal intervals
 from its own backtest residuals), seasonal naive, naive, and neuralforecast's ``LSTM``
 with its defaults (``input_size`` 2 x horizon, padding on for short series), one fit per
@@ -44,11 +44,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datasets import COMPETITION, Dataset, load
 
-from lstm_pipeline import grid, intervals, members, seasonal
-from lstm_pipeline.bundle import ModelBundle
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.forecast import predict_ensemble
-from lstm_pipeline.procedure import Development, best_choice, choice_name, develop, weights_of
+from lstm_pipeline.evaluate import intervals, members
+from lstm_pipeline.evaluate.procedure import Development, best_choice, choice_name, develop, weights_of
+from lstm_pipeline.model import grid, seasonal
+from lstm_pipeline.model.forecast import predict_ensemble
+from lstm_pipeline.registry.bundle import ModelBundle
 
 LEVELS = (80, 95)
 SERVED = "ours (served)"

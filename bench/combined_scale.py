@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datasets import load
 from forecast_scale import PeakRSS
 
-from lstm_pipeline import intervals, members
-from lstm_pipeline.bundle import ModelBundle
 from lstm_pipeline.config import load_config
-from lstm_pipeline.forecast import predict_ensemble
-from lstm_pipeline.procedure import best_choice, develop, weights_of
+from lstm_pipeline.evaluate import intervals, members
+from lstm_pipeline.evaluate.procedure import best_choice, develop, weights_of
+from lstm_pipeline.model.forecast import predict_ensemble
+from lstm_pipeline.registry.bundle import ModelBundle
 
 GiB = 2**30
 

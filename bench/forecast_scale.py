@@ -2,7 +2,7 @@
 
 A synthetic monthly history (``--points`` per series, cutoffs spread over three months,
 one series in a thousand too short to forecast) is handed to
-``lstm_pipeline.forecast.predict`` with a model of the pipeline's default size whose
+``lstm_pipeline.model.forecast.predict`` with a model of the pipeline's default size whose
 scaler knows half of the series (the other half is scaled on its own history, as for
 series the model has never seen). Printed: wall time, series per second, and peak
 resident memory of the process before and during the call (and peak GPU memory on CUDA).
@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lstm_pipeline.checkpoint import Checkpoint
 from lstm_pipeline.config import ModelConfig, WindowConfig
-from lstm_pipeline.forecast import DEFAULT_CHUNK, chunk_for_device, predict
-from lstm_pipeline.model import LSTMForecaster
-from lstm_pipeline.scaling import SeriesScaler, fit_stats
-from lstm_pipeline.train import pick_device
+from lstm_pipeline.model.checkpoint import Checkpoint
+from lstm_pipeline.model.forecast import DEFAULT_CHUNK, chunk_for_device, predict
+from lstm_pipeline.model.network import LSTMForecaster
+from lstm_pipeline.model.scaling import SeriesScaler, fit_stats
+from lstm_pipeline.model.train import pick_device
 
 GiB = 2**30
 

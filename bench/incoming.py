@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.ingest import ingest
-from lstm_pipeline.lake import Lake
+from lstm_pipeline.lake.ingest import ingest
+from lstm_pipeline.lake.tables import Lake
 
 
 def bytes_read() -> int:

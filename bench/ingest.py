@@ -1,4 +1,4 @@
-"""Ingest throughput: ``lstm_pipeline.ingest`` of one N-row file into a fresh lake, beside
+"""Ingest throughput: ``lstm_pipeline.lake.ingest`` of one N-row file into a fresh lake, beside
 a bare ``deltalake`` write of the same frame, in the same run.
 
 A panel of ``--series`` daily series (N rows in all; y with three decimals) is written
@@ -147,8 +147,8 @@ def _child(mode: str, file: str, lake: str) -> dict[str, float]:
     from deltalake import write_deltalake
 
     from lstm_pipeline.config import DataConfig
-    from lstm_pipeline.ingest import ingest
-    from lstm_pipeline.lake import Lake
+    from lstm_pipeline.lake.ingest import ingest
+    from lstm_pipeline.lake.tables import Lake
 
     def read_typed() -> pa.Table:
         if file.endswith(".parquet"):

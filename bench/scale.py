@@ -4,11 +4,11 @@ Synthetic monthly series (``--points`` each, 240 by default) go through the libr
 stages, called directly (no Prefect, no MLflow: registering the model is left out):
 
     data      generate the source Parquet file
-    ingest    lstm_pipeline.ingest.ingest into a fresh Delta lake (checks, merge, batches)
+    ingest    lstm_pipeline.lake.ingest.ingest into a fresh Delta lake (checks, merge, batches)
     read      the series table back into pandas
-    train     cut before the backtest windows, lstm_pipeline.train.fit for --epochs epochs
+    train     cut before the backtest windows, lstm_pipeline.model.train.fit for --epochs epochs
     backtest  LSTM, seasonal naive and naive on the last 3 windows, scored (summary table)
-    forecast  lstm_pipeline.forecast.predict, 12 steps for every series
+    forecast  lstm_pipeline.model.forecast.predict, 12 steps for every series
 
 Memory method: every size runs in a fresh Python process (``--one N``), so no size
 inherits another's heap. Inside it, each stage resets the kernel's peak-RSS mark
@@ -40,13 +40,13 @@ import pyarrow.parquet as pq
 import torch
 from forecast_scale import GiB, PeakRSS, current_rss, process_peak
 
-from lstm_pipeline.backtest import backtest, cutoff_dates
-from lstm_pipeline.baselines import naive, seasonal_naive
 from lstm_pipeline.config import load_config
-from lstm_pipeline.forecast import predict
-from lstm_pipeline.ingest import ingest
-from lstm_pipeline.lake import Lake
-from lstm_pipeline.train import fit
+from lstm_pipeline.evaluate.backtest import backtest, cutoff_dates
+from lstm_pipeline.evaluate.baselines import naive, seasonal_naive
+from lstm_pipeline.lake.ingest import ingest
+from lstm_pipeline.lake.tables import Lake
+from lstm_pipeline.model.forecast import predict
+from lstm_pipeline.model.train import fit
 
 T = TypeVar("T")
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = {  # module, function: what each stage spends in the library
-    "ingest": ("lstm_pipeline.steps", "run_ingest"),
-    "monitor": ("lstm_pipeline.monitor", "run_monitor"),
-    "train": ("lstm_pipeline.training", "run_training"),
-    "forecast": ("lstm_pipeline.steps", "run_forecast"),
+    "ingest": ("lstm_pipeline.stages.steps", "run_ingest"),
+    "monitor": ("lstm_pipeline.stages.monitor", "run_monitor"),
+    "train": ("lstm_pipeline.stages.training", "run_training"),
+    "forecast": ("lstm_pipeline.stages.steps", "run_forecast"),
 }
 
 
@@ -52,9 +52,9 @@ def child(flow_run: bool, lake: str) -> None:
                 spent[_stage] = spent.get(_stage, 0.0) + time.perf_counter() - t0
 
         setattr(module, name, timed)
-        if module_name == "lstm_pipeline.training":  # steps re-exports it
-            importlib.import_module("lstm_pipeline.steps").run_training = timed  # type: ignore[attr-defined]
-    from lstm_pipeline import cli
+        if module_name == "lstm_pipeline.stages.training":  # steps re-exports it
+            importlib.import_module("lstm_pipeline.stages.steps").run_training = timed  # type: ignore[attr-defined]
+    from lstm_pipeline.shell import cli
 
     try:  # outside standalone mode, click returns the exit code of a typer.Exit
         returned = cli.app(["run", "--sample", "--root", lake, *(["--flow-run"] if flow_run else [])],

@@ -2,12 +2,12 @@
 
 For each device (the CPU, then CUDA when there is one) and each batch size, in one process:
 
-* training: ``lstm_pipeline.train.fit`` on a synthetic monthly panel (windows gathered
+* training: ``lstm_pipeline.model.train.fit`` on a synthetic monthly panel (windows gathered
   from the panel on the device, AdamW, clipping, bf16 autocast on CUDA), timed over the
   epochs after the first, against a bare loop (``nn.LSTM`` + ``nn.Linear`` on random
   tensors already on the device, Adam, the same precision) over the same number of
   windows. An epoch of ``fit`` also scores its validation windows (one per series).
-* inference: ``lstm_pipeline.forecast.predict`` on a history frame (pandas in, pandas
+* inference: ``lstm_pipeline.model.forecast.predict`` on a history frame (pandas in, pandas
   out: ids, scaling, features, transfer, model, output frame) against a bare chunked
   forward pass over random tensors already on the device.
 
@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from lstm_pipeline.config import load_config
-from lstm_pipeline.forecast import DEFAULT_CHUNK, chunk_for_device, predict
-from lstm_pipeline.train import EpochLog, TrainResult, default_batch_size, fit
+from lstm_pipeline.model.forecast import DEFAULT_CHUNK, chunk_for_device, predict
+from lstm_pipeline.model.train import EpochLog, TrainResult, default_batch_size, fit
 
 FREQ, SEASON = "MS", 12
 N_FEATURES = 4  # scaled target, observed mask, sin/cos of the month

@@ -1,4 +1,4 @@
-"""Prefect 3 flows: thin shells over ``lstm_pipeline.steps`` (no logic of their own)."""
+"""Prefect 3 flows: thin shells over ``lstm_pipeline.stages.steps`` (no logic of their own)."""
 
 from flows.forecast import forecast_flow
 from flows.ingest import ingest_flow

@@ -8,7 +8,7 @@ import pandas as pd
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.lake import LakeError
+from lstm_pipeline.lake.tables import LakeError
 
 __all__ = ["publish_markdown", "publish_table", "resolve_config", "result_of", "retry_on_io"]
 

@@ -6,9 +6,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import publish_markdown, resolve_config, retry_on_io
-from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.runs import forecast_result
+from lstm_pipeline.stages import steps
+from lstm_pipeline.stages.runs import forecast_result
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)

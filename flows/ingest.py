@@ -7,10 +7,10 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import publish_markdown, publish_table, resolve_config, retry_on_io
-from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.runs import ingest_result
-from lstm_pipeline.ingest import IngestReport
+from lstm_pipeline.lake.ingest import IngestReport
+from lstm_pipeline.stages import steps
+from lstm_pipeline.stages.runs import ingest_result
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_on_io, cache_policy=NO_CACHE)

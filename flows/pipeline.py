@@ -24,8 +24,8 @@ from flows.ingest import ingest_flow
 from flows.monitor import monitor_flow
 from flows.train import Mode, train_flow
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.lake import Lake
-from lstm_pipeline.runs import SKIPPED, Stage, StageOutcome, run_stages
+from lstm_pipeline.lake.tables import Lake
+from lstm_pipeline.stages.runs import SKIPPED, Stage, StageOutcome, run_stages
 
 
 @task(cache_policy=NO_CACHE)

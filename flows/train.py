@@ -9,10 +9,10 @@ from prefect.artifacts import create_link_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import publish_markdown, publish_table, resolve_config
-from lstm_pipeline import console
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.runs import train_result
-from lstm_pipeline.training import TrainOutcome, run_training
+from lstm_pipeline.stages import console
+from lstm_pipeline.stages.runs import train_result
+from lstm_pipeline.stages.training import TrainOutcome, run_training
 
 Mode = Literal["auto", "retrain", "finetune"]
 

@@ -159,7 +159,7 @@ class TrainConfig(_Section):
     refit_share: float = Field(0.15, gt=0, le=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Periods at the end of an evaluation fit's data that early stopping watches (None: the
-    # horizon; fewer on a history too short for it, see lstm_pipeline.procedure.plan).
+    # horizon; fewer on a history too short for it, see lstm_pipeline.evaluate.procedure.plan).
     validation_periods: int | None = Field(None, ge=1)
     # Threads a CPU fit uses (None: torch's default, one per core).
     cpu_threads: int | None = Field(1, ge=1)
@@ -181,7 +181,7 @@ class BacktestConfig(_Section):
 
 
 class CombineConfig(_Section):
-    """What the served forecast is made of (:mod:`lstm_pipeline.members`).
+    """What the served forecast is made of (:mod:`lstm_pipeline.evaluate.members`).
 
     The gate scores the equal-weight combination of every subset of ``members`` (all of
     them, the pairs, each alone) and the champion on the same backtest windows; the

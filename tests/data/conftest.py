@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.lake import Lake
+from lstm_pipeline.lake.tables import Lake
 from tests.conftest import trend_seasonal
 
 N_SERIES = 8
@@ -44,8 +44,8 @@ def _cfg(tmp: Path, **registry: object) -> PipelineConfig:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """v1 of a real model, trained on 96 months of a small panel, as champion."""
-    from lstm_pipeline import steps  # torch and mlflow: only for the tests that ask
-    from lstm_pipeline.registry import Registry
+    from lstm_pipeline.registry.tracking import Registry
+    from lstm_pipeline.stages import steps  # torch and mlflow: only for the tests that ask
 
     tmp = tmp_path_factory.mktemp("registry")
     cfg = _cfg(tmp)

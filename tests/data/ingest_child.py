@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.ingest import ingest
-from lstm_pipeline.lake import Lake
+from lstm_pipeline.lake.ingest import ingest
+from lstm_pipeline.lake.tables import Lake
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lstm_pipeline.lake import BATCHES, QUARANTINE, Lake
+from lstm_pipeline.lake.tables import BATCHES, QUARANTINE, Lake
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ import pandas as pd
 import pytest
 
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.ingest import ingest
-from lstm_pipeline.lake import BATCHES, QUARANTINE, SERIES, Lake
+from lstm_pipeline.lake.ingest import ingest
+from lstm_pipeline.lake.tables import BATCHES, QUARANTINE, SERIES, Lake
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.ingest import IngestError, ingest
-from lstm_pipeline.lake import BATCHES, QUARANTINE, SERIES, Lake
-from lstm_pipeline.sources import load_source, read_as_text
+from lstm_pipeline.lake.ingest import IngestError, ingest
+from lstm_pipeline.lake.sources import load_source, read_as_text
+from lstm_pipeline.lake.tables import BATCHES, QUARANTINE, SERIES, Lake
 
 CFG = DataConfig()
 GOOD = (

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from deltalake.exceptions import CommitFailedError
 
-from lstm_pipeline import lake as lake_module
 from lstm_pipeline.config import LakeConfig
-from lstm_pipeline.lake import BATCHES, SERIES, Lake, LakeError, WriteResult
+from lstm_pipeline.lake import tables as lake_module
+from lstm_pipeline.lake.tables import BATCHES, SERIES, Lake, LakeError, WriteResult
 
 KEYS = ["unique_id", "ds"]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lstm_pipeline.bundle import ModelBundle
-from lstm_pipeline.registry import CHAMPION, Registry
-from lstm_pipeline.versions import Loaded, ModelCache
+from lstm_pipeline.registry.bundle import ModelBundle
+from lstm_pipeline.registry.tracking import CHAMPION, Registry
+from lstm_pipeline.registry.versions import Loaded, ModelCache
 from tests.data.conftest import Trained
 
 pytestmark = pytest.mark.slow
@@ -89,7 +89,7 @@ def test_a_damaged_copy_is_not_used_and_one_line_says_why(
     cache.store(CHAMPION, champion.bundle, champion.info)
     why = DAMAGE[damage](tmp_path / "copies" / CHAMPION / "bundle")
 
-    with caplog.at_level(logging.WARNING, logger="lstm_pipeline.versions"):
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline.registry.versions"):
         assert cache.load(CHAMPION) is None
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.startswith(f"the local copy in {tmp_path / 'copies' / CHAMPION} is not used: {why}")
@@ -111,7 +111,7 @@ def test_a_copy_whose_members_do_not_match_the_manifest_is_not_used(
     manifest = json.loads(path.read_text())
     manifest["members"]["served"] += 1
     path.write_text(json.dumps(manifest))
-    with caplog.at_level(logging.WARNING, logger="lstm_pipeline.versions"):
+    with caplog.at_level(logging.WARNING, logger="lstm_pipeline.registry.versions"):
         assert cache.load(CHAMPION) is None
     assert "is not used: members" in caplog.records[0].getMessage()
 

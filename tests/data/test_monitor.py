@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lstm_pipeline import steps
-from lstm_pipeline.cli import app
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.lake import ACCURACY, FORECASTS, Lake
-from lstm_pipeline.metrics import mase_scale
-from lstm_pipeline.monitor import ACCURACY_KEYS, MonitorOutcome, run_monitor
-from lstm_pipeline.policy import choose_training
-from lstm_pipeline.registry import CHAMPION, Registry, VersionInfo
+from lstm_pipeline.evaluate.metrics import mase_scale
+from lstm_pipeline.lake.tables import ACCURACY, FORECASTS, Lake
+from lstm_pipeline.registry.tracking import CHAMPION, Registry, VersionInfo
+from lstm_pipeline.shell.cli import app
+from lstm_pipeline.stages import steps
+from lstm_pipeline.stages.monitor import ACCURACY_KEYS, MonitorOutcome, run_monitor
+from lstm_pipeline.stages.policy import choose_training
 from tests.conftest import trend_seasonal
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.ingest import IngestError, ingest
-from lstm_pipeline.lake import BATCHES, QUARANTINE, SERIES, Lake
+from lstm_pipeline.lake.ingest import IngestError, ingest
+from lstm_pipeline.lake.tables import BATCHES, QUARANTINE, SERIES, Lake
 
 Row = tuple[str, str, float]
 BASE = "unique_id,ds,y\na,2020-01-01,1\na,2020-02-01,2\na,2020-03-01,3\nb,2020-01-01,10\nb,2020-02-01,20\nb,2020-03-01,30\n"
@@ -346,7 +346,7 @@ def test_commits_name_the_batches_they_land(lake: Lake, tmp_path: Path) -> None:
     batch_id = report.sources[0].batch_id
     for table in (SERIES, QUARANTINE, BATCHES):
         (commit,) = lake.history(table)
-        assert commit["lstm_pipeline.ingest"] == batch_id
+        assert commit["lstm_pipeline.lake.ingest"] == batch_id
     assert report.versions == {SERIES: 0, QUARANTINE: 0, BATCHES: 0}
     assert lake.read(BATCHES)[["rows_read", "rows_landed", "rows_quarantined", "series_version"]].values.tolist() == [
         [7, 6, 1, 0]]

@@ -32,10 +32,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.lake import FORECASTS, Lake
-from lstm_pipeline.registry import CHALLENGER, CHAMPION, PROMOTION, Registry, RegistryError, RegistryUnavailable, \
+from lstm_pipeline.lake.tables import FORECASTS, Lake
+from lstm_pipeline.stages import steps
+from lstm_pipeline.registry.tracking import CHALLENGER, CHAMPION, PROMOTION, Registry, RegistryError, RegistryUnavailable, \
     TrainingRun
 from tests.data.conftest import N_SERIES, Trained
 

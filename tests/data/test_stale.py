@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.lake import FORECASTS, Lake
-from lstm_pipeline.status import render_status
-from lstm_pipeline.steps import max_staleness, run_forecast, run_ingest, stale_series
+from lstm_pipeline.lake.tables import FORECASTS, Lake
+from lstm_pipeline.stages.status import render_status
+from lstm_pipeline.stages.steps import max_staleness, run_forecast, run_ingest, stale_series
 
 
 def monthly(uid: str, start: str, n: int) -> pd.DataFrame:

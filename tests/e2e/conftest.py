@@ -1,6 +1,6 @@
 """Real servers and workers as subprocesses: started on 127.0.0.1, stopped by PID.
 
-The processes are started by ``lstm_pipeline.services``, the same code as ``make
+The processes are started by ``lstm_pipeline.shell.services``, the same code as ``make
 services``: each runs in its own session (process group) so that stopping it also stops
 what it started (a worker's flow-run processes), and its output goes to a log file that
 failing tests attach to their message.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from lstm_pipeline import services
-from lstm_pipeline.services import QUIET_ENV, ObjectStore, Postgres, Service, free_port
+from lstm_pipeline.shell import services
+from lstm_pipeline.shell.services import QUIET_ENV, ObjectStore, Postgres, Service, free_port
 from tests.conftest import ROOT
 
 __all__ = [

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lstm_pipeline import services
-from lstm_pipeline.lake import SERIES, Lake
+from lstm_pipeline.lake.tables import SERIES, Lake
+from lstm_pipeline.shell import services
 from tests.conftest import trend_seasonal
 from tests.e2e.conftest import PrefectServer
 

@@ -46,10 +46,10 @@ from prefect.client.schemas.objects import FlowRun, State
 
 from lstm_pipeline import __version__
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.lake import ACCURACY, FORECASTS, SERIES, Lake
-from lstm_pipeline.metrics import mase_scale
-from lstm_pipeline.registry import CHAMPION, Registry
-from lstm_pipeline.services import ObjectStore, Postgres
+from lstm_pipeline.evaluate.metrics import mase_scale
+from lstm_pipeline.lake.tables import ACCURACY, FORECASTS, SERIES, Lake
+from lstm_pipeline.registry.tracking import CHAMPION, Registry
+from lstm_pipeline.shell.services import ObjectStore, Postgres
 from tests.conftest import ROOT, trend_seasonal
 from tests.e2e.conftest import (
     PrefectServer,

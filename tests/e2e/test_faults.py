@@ -24,11 +24,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from lstm_pipeline import services
 from lstm_pipeline.config import load_config
-from lstm_pipeline.lake import BATCHES, FORECASTS, QUARANTINE, RUNS, SERIES, Lake
-from lstm_pipeline.registry import CHAMPION, Registry
-from lstm_pipeline.steps import FORECAST_KEYS
+from lstm_pipeline.lake.tables import BATCHES, FORECASTS, QUARANTINE, RUNS, SERIES, Lake
+from lstm_pipeline.registry.tracking import CHAMPION, Registry
+from lstm_pipeline.shell import services
+from lstm_pipeline.stages.steps import FORECAST_KEYS
 from tests.conftest import ROOT, trend_seasonal
 from tests.e2e.conftest import PrefectServer, stop
 from tests.e2e.relay import Relay
@@ -222,7 +222,7 @@ def test_sigkill_during_the_forecast_write_keeps_the_previous_version(world: Wor
 
     child = subprocess.Popen(
         [sys.executable, "-c", (
-            "import sys; from lstm_pipeline.config import load_config; from lstm_pipeline.steps import run_forecast; "
+            "import sys; from lstm_pipeline.config import load_config; from lstm_pipeline.stages.steps import run_forecast; "
             "run_forecast(load_config(sys.argv[1], {'lake': {'root': sys.argv[2]}}))"),
          str(world.config), str(world.lake)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

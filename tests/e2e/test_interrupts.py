@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from lstm_pipeline import services
-from lstm_pipeline.lake import RUNS, SERIES, Lake
+from lstm_pipeline.lake.tables import RUNS, SERIES, Lake
+from lstm_pipeline.shell import services
 from tests.conftest import trend_seasonal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -34,7 +34,7 @@ SMALL = {
     "LSTM_PIPELINE_TRAIN__MAX_EPOCHS": "400",
     "LSTM_PIPELINE_TRAIN__PATIENCE": "400",
 }
-EPOCH_LINE = "lstm_pipeline.train: epoch "
+EPOCH_LINE = "lstm_pipeline.model.train: epoch "
 # MLflow validates the model's input example while logging it, right before registration.
 LOGGING_MODEL = "Validating input example"
 
@@ -275,8 +275,8 @@ def test_a_version_registered_but_not_promoted_before_the_signal_is_not_promoted
 
     from mlflow import MlflowClient
 
-    from lstm_pipeline import interrupts
     from lstm_pipeline.config import load_config
+    from lstm_pipeline.shell import interrupts
 
     lake = tmp_path / "lake"
     lake.mkdir()

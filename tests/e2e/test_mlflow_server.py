@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.registry import CHALLENGER, CHAMPION
+from lstm_pipeline.registry.tracking import CHALLENGER, CHAMPION
+from lstm_pipeline.stages import steps
 from tests.conftest import ROOT, trend_seasonal
 from tests.e2e.conftest import free_port, start, stop, wait_healthy
 

@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from lstm_pipeline import steps
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.lake import FORECASTS, Lake
-from lstm_pipeline.services import ObjectStore, Postgres, clean_env
+from lstm_pipeline.lake.tables import FORECASTS, Lake
+from lstm_pipeline.shell.services import ObjectStore, Postgres, clean_env
+from lstm_pipeline.stages import steps
 from tests.conftest import trend_seasonal
 from tests.e2e.conftest import ProductionMlflow, start_production_mlflow, stop
 

@@ -30,9 +30,9 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.ingest import ingest
-from lstm_pipeline.lake import BATCHES, FORECASTS, QUARANTINE, SERIES, Lake
-from lstm_pipeline.services import ObjectStore, clean_env
+from lstm_pipeline.lake.ingest import ingest
+from lstm_pipeline.lake.tables import BATCHES, FORECASTS, QUARANTINE, SERIES, Lake
+from lstm_pipeline.shell.services import ObjectStore, clean_env
 from tests.conftest import ROOT
 from tests.data.test_crash_and_concurrency import monthly, same, write_csv
 from tests.e2e.relay import Relay
@@ -115,7 +115,7 @@ def assert_versions_consistent(lake: Lake, table: str) -> None:
 
 def test_ingest_upsert_and_read_back_on_s3(s3: S3, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = s3.root()
-    with caplog.at_level(logging.INFO, logger="lstm_pipeline.lake"):
+    with caplog.at_level(logging.INFO, logger="lstm_pipeline.lake.tables"):
         lake = s3.lake(root)
     assert "commits are conditional writes (If-None-Match)" in caplog.text
     assert not lake.exists(SERIES) and lake.version(SERIES) is None and lake.read_series().empty

@@ -1,6 +1,6 @@
 """``make services`` / ``make services-stop``: the user command that starts the four
 services past one machine on 127.0.0.1, prints their clients' environment and stops
-them by PID (``python -m lstm_pipeline.services``, what the Makefile runs)."""
+them by PID (``python -m lstm_pipeline.shell.services``, what the Makefile runs)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lstm_pipeline.lake import Lake
-from lstm_pipeline.services import clean_env
+from lstm_pipeline.lake.tables import Lake
+from lstm_pipeline.shell.services import clean_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-COMMAND = [sys.executable, "-m", "lstm_pipeline.services"]
+COMMAND = [sys.executable, "-m", "lstm_pipeline.shell.services"]
 
 
 def services(*args: str, directory: Path) -> subprocess.CompletedProcess[str]:

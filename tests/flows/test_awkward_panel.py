@@ -17,10 +17,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lstm_pipeline.cli import app
 from lstm_pipeline.config import load_config
-from lstm_pipeline.lake import FORECASTS, QUARANTINE, SERIES, Lake
-from lstm_pipeline.registry import Registry
+from lstm_pipeline.lake.tables import FORECASTS, QUARANTINE, SERIES, Lake
+from lstm_pipeline.registry.tracking import Registry
+from lstm_pipeline.shell.cli import app
 
 pytestmark = pytest.mark.slow
 

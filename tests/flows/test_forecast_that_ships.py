@@ -16,11 +16,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from lstm_pipeline.cli import app
 from lstm_pipeline.config import load_config
-from lstm_pipeline.lake import FORECASTS, Lake
-from lstm_pipeline.procedure import choices, weights_of
-from lstm_pipeline.registry import Registry
+from lstm_pipeline.evaluate.procedure import choices, weights_of
+from lstm_pipeline.lake.tables import FORECASTS, Lake
+from lstm_pipeline.registry.tracking import Registry
+from lstm_pipeline.shell.cli import app
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.pipeline import pipeline_flow
-from lstm_pipeline.cli import app
 from lstm_pipeline.config import PipelineConfig
-from lstm_pipeline.lake import ACCURACY, FORECASTS, SERIES, Lake
-from lstm_pipeline.registry import CHAMPION, Registry
+from lstm_pipeline.lake.tables import ACCURACY, FORECASTS, SERIES, Lake
+from lstm_pipeline.registry.tracking import CHAMPION, Registry
+from lstm_pipeline.shell.cli import app
 from tests.conftest import trend_seasonal
 
 pytestmark = pytest.mark.slow

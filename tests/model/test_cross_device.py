@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_pipeline.checkpoint import Checkpoint
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.forecast import predict
-from lstm_pipeline.train import fit
+from lstm_pipeline.model.checkpoint import Checkpoint
+from lstm_pipeline.model.forecast import predict
+from lstm_pipeline.model.train import fit
 
 pytestmark = pytest.mark.slow  # every test forecasts with a model fitted for it
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from lstm_pipeline.config import WindowConfig, load_config
-from lstm_pipeline.forecast import predict, predict_ensemble
-from lstm_pipeline.procedure import _member
-from lstm_pipeline.train import fit
+from lstm_pipeline.evaluate.procedure import _member
+from lstm_pipeline.model.forecast import predict, predict_ensemble
+from lstm_pipeline.model.train import fit
 from tests.conftest import trend_seasonal
 
 

@@ -43,8 +43,8 @@ _CHILD = textwrap.dedent(
     import numpy as np
     import pandas as pd
     from lstm_pipeline.config import load_config
-    from lstm_pipeline.forecast import predict
-    from lstm_pipeline.train import fit
+    from lstm_pipeline.model.forecast import predict
+    from lstm_pipeline.model.train import fit
 
     t, rng = np.arange(60), np.random.default_rng(0)
     frame = pd.concat(
@@ -82,7 +82,7 @@ def test_training_core_imports_and_trains_without_prefect_mlflow_or_deltalake() 
 
     assert report["refused"] == list(BLOCKED)  # the hook really hides them
     assert report["loaded"] == []
-    assert {"lstm_pipeline.lake", "lstm_pipeline.registry", "lstm_pipeline.steps"}.isdisjoint(
+    assert {"lstm_pipeline.lake.tables", "lstm_pipeline.registry.tracking", "lstm_pipeline.stages.steps"}.isdisjoint(
         report["pipeline_modules"]
     )
     assert report["epochs"] == 2 and all(0 < loss < 10 for loss in report["losses"])

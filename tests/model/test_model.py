@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_pipeline import grid
-from lstm_pipeline.checkpoint import (
+from lstm_pipeline.model import grid
+from lstm_pipeline.model.checkpoint import (
     FORMAT_VERSION,
     Checkpoint,
     build_panel,
     fit_scalers,
 )
 from lstm_pipeline.config import ModelConfig, WindowConfig
-from lstm_pipeline.model import LSTMForecaster
+from lstm_pipeline.model.network import LSTMForecaster
 
 B, L, H, F = 5, 12, 7, 4  # features: target, mask, two more
 

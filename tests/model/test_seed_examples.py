@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_pipeline import metrics
-from lstm_pipeline.seasonal import seasonal_naive
 from lstm_pipeline.config import load_config
-from lstm_pipeline.forecast import predict
-from lstm_pipeline.train import fit
+from lstm_pipeline.evaluate import metrics
+from lstm_pipeline.model.forecast import predict
+from lstm_pipeline.model.seasonal import seasonal_naive
+from lstm_pipeline.model.train import fit
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

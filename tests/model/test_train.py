@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_pipeline.seasonal import naive, seasonal_naive
-from lstm_pipeline.checkpoint import Checkpoint, fit_scalers
 from lstm_pipeline.config import PipelineConfig, load_config
-from lstm_pipeline.forecast import predict
-from lstm_pipeline.model import LSTMForecaster
-from lstm_pipeline.scaling import fit_scaler
-from lstm_pipeline.train import EpochLog, TrainResult, fit
+from lstm_pipeline.model.checkpoint import Checkpoint, fit_scalers
+from lstm_pipeline.model.forecast import predict
+from lstm_pipeline.model.network import LSTMForecaster
+from lstm_pipeline.model.scaling import fit_scaler
+from lstm_pipeline.model.seasonal import naive, seasonal_naive
+from lstm_pipeline.model.train import EpochLog, TrainResult, fit
 
 FREQ = "MS"
 L, H = 12, 6  # the small window used everywhere but the sine test

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_pipeline import grid
-from lstm_pipeline.backtest import BacktestResult, Forecaster, backtest, cutoff_dates
-from lstm_pipeline.seasonal import naive, seasonal_naive
-from lstm_pipeline.metrics import mae, mase, r2, rmse, smape
+from lstm_pipeline.evaluate.backtest import BacktestResult, Forecaster, backtest, cutoff_dates
+from lstm_pipeline.evaluate.metrics import mae, mase, r2, rmse, smape
+from lstm_pipeline.model import grid
+from lstm_pipeline.model.seasonal import naive, seasonal_naive
 
 H, K, STEP = 4, 3, 2
 FREQ = "MS"

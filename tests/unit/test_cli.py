@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from lstm_pipeline import cli, status
 from lstm_pipeline.config import load_config
 from lstm_pipeline.errors import NotEnoughData
-from lstm_pipeline.runs import _DONE
+from lstm_pipeline.shell import cli
+from lstm_pipeline.stages import status
+from lstm_pipeline.stages.runs import _DONE
 
 
 def status_failing_with(exc: Exception, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Result:

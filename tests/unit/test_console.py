@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from lstm_pipeline import console
-from lstm_pipeline.train import EpochLog
+from lstm_pipeline.model.train import EpochLog
+from lstm_pipeline.stages import console
 
 
 def epochs(member: int, fit: str, n: int, max_epochs: int = 10) -> list[EpochLog]:
@@ -16,7 +16,7 @@ def epochs(member: int, fit: str, n: int, max_epochs: int = 10) -> list[EpochLog
 
 
 def test_off_a_terminal_each_fit_is_one_line_and_no_epoch_is(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="lstm_pipeline.console")
+    caplog.set_level(logging.INFO, logger="lstm_pipeline.stages.console")
     with console.training_progress(members=2, bars=False) as progress:
         for log in epochs(0, "evaluation", 4) + epochs(0, "refit", 2, max_epochs=2) + epochs(1, "evaluation", 3):
             progress(log)
@@ -43,7 +43,7 @@ def test_on_a_terminal_each_fit_is_a_bar_that_ends_where_early_stopping_ended() 
 
 
 def test_the_file_bar_counts_each_file_the_ingest_reads_or_skips() -> None:
-    sources = logging.getLogger("lstm_pipeline.sources")
+    sources = logging.getLogger("lstm_pipeline.lake.sources")
     with console.file_progress(3, bars=True):
         counter = next(h for h in sources.handlers if isinstance(h, console._FileCounter))
         seen: list[None] = []

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_pipeline import grid
+from lstm_pipeline.model import grid
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from lstm_pipeline import interrupts
 from lstm_pipeline.errors import Interrupted
+from lstm_pipeline.shell import interrupts
 
 
 def wait_for_signal() -> None:

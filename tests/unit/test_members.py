@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_pipeline import members
-from lstm_pipeline.backtest import BacktestResult
-from lstm_pipeline.procedure import best_choice, choice_name, choices, weights_of
 from lstm_pipeline.config import PipelineConfig
+from lstm_pipeline.evaluate import members
+from lstm_pipeline.evaluate.backtest import BacktestResult
+from lstm_pipeline.evaluate.procedure import best_choice, choice_name, choices, weights_of
 
 
 def frame(values: dict[str, list[float]], start: str = "2020-01-01") -> pd.DataFrame:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lstm_pipeline.metrics import mae, mase, r2, rmse, smape
+from lstm_pipeline.evaluate.metrics import mae, mase, r2, rmse, smape
 
 Y = np.array([1.0, 2.0, 3.0])
 YHAT = np.array([2.0, 2.0, 5.0])  # errors 1, 0, 2

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from lstm_pipeline.monitor import ACCURACY_COLUMNS, live_accuracy, realised_errors
+from lstm_pipeline.stages.monitor import ACCURACY_COLUMNS, live_accuracy, realised_errors
 
 M = pd.Timestamp  # shorthand for month starts
 

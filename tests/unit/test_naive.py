@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lstm_pipeline.seasonal import naive, seasonal_naive
+from lstm_pipeline.model.seasonal import naive, seasonal_naive
 
 
 def monthly(uid: str, y: np.ndarray | list[float], start: str = "2020-01-01") -> pd.DataFrame:

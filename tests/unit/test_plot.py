@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lstm_pipeline import cli
 from lstm_pipeline.errors import NotEnoughData, PipelineError
-from lstm_pipeline.forecast_plot import (
+from lstm_pipeline.shell import cli
+from lstm_pipeline.stages.forecast_plot import (
     Choice,
     choose_series,
     draw_forecasts,
@@ -19,7 +19,7 @@ from lstm_pipeline.forecast_plot import (
     live_errors,
     plot_forecasts,
 )
-from lstm_pipeline.lake import ACCURACY, FORECASTS, SERIES, Lake
+from lstm_pipeline.lake.tables import ACCURACY, FORECASTS, SERIES, Lake
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LEVELS = {"a": 10.0, "b": 20.0, "bad": 30.0, "big": 1000.0, "c": 15.0}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lstm_pipeline.config import PolicyConfig, load_config
-from lstm_pipeline.policy import (
+from lstm_pipeline.stages.policy import (
     ChampionFacts,
     choose_training,
     decide_promotion,

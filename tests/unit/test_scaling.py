@@ -9,7 +9,7 @@ from typing import get_args
 import numpy as np
 import pytest
 
-from lstm_pipeline.scaling import Method, SeriesScaler, fit_scaler
+from lstm_pipeline.model.scaling import Method, SeriesScaler, fit_scaler
 
 METHODS: tuple[Method, ...] = get_args(Method)
 Y = np.array([1.0, 2.0, 3.0, 4.0, 10.0])

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from lstm_pipeline.config import DataConfig
-from lstm_pipeline.schema import (
+from lstm_pipeline.lake.schema import (
     BAD_COLUMNS,
     DUPLICATE,
     SchemaError,

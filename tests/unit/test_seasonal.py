@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_pipeline import seasonal
-from lstm_pipeline.metrics import mase_scale
+from lstm_pipeline.evaluate.metrics import mase_scale
+from lstm_pipeline.model import seasonal
 
 
 def monthly(uid: str, y: list[float], start: str = "2020-01-01", drop: tuple[int, ...] = ()) -> pd.DataFrame:

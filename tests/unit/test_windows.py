@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lstm_pipeline.windows import MASK, TARGET, Panel, Windows, gather, windows
+from lstm_pipeline.model.windows import MASK, TARGET, Panel, Windows, gather, windows
 
 L, H = 3, 2
 
