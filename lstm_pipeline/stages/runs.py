@@ -79,7 +79,8 @@ class RunReport:
         forecast = self.stage("forecast")
         if forecast is not None and forecast.state == COMPLETED:
             parts.append(f"forecasts were written ({forecast.message})")
-        elif forecast is not None:
+        elif forecast is not None and "forecasts were written" not in forecast.message:
+            # A forecast stage that failed after forecasting from a fallback says so itself.
             parts.append("NO forecasts were written")
         return "; ".join(parts)
 
