@@ -175,7 +175,7 @@ def _table(lake: Lake, name: str) -> TableStatus:
 def _models(cfg: PipelineConfig) -> tuple[str | None, tuple[ModelStatus, ...], str | None]:
     from lstm_pipeline.registry.tracking import (  # mlflow is heavy: import on use
         Registry,
-        RegistryUnavailable,
+        RegistryError,
         resolve_tracking_uri,
     )
 
@@ -192,7 +192,7 @@ def _models(cfg: PipelineConfig) -> tuple[str | None, tuple[ModelStatus, ...], s
             if info is not None:
                 models.append(ModelStatus(alias, info.version, info.created, dict(info.tags),
                                           info.tags.get("decision", "")))
-    except RegistryUnavailable as exc:
+    except RegistryError as exc:  # an outage or any other registry error: the report goes on without it
         return registry.uri, (), str(exc)
     return registry.uri, tuple(models), None
 
