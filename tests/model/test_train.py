@@ -288,3 +288,15 @@ def test_untrained_checkpoint_forecasts_seasonal_naive_in_original_units() -> No
     expected = seasonal_naive(history, H, FREQ, 12)
     pd.testing.assert_frame_equal(fc.drop(columns="yhat"), expected.drop(columns="yhat"))
     np.testing.assert_allclose(fc["yhat"], expected["yhat"], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_early_stopping_without_validation_windows_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    panel = sines(3, 60)
+    # Every series misses the period where the validation split starts: no validation window.
+    split = panel["ds"].max() - pd.DateOffset(months=H)
+    result = fit(panel[panel["ds"] != split], config(train={"max_epochs": 2}), FREQ)
+    assert result.n_val_windows == 0 and result.stopped_on == "training loss"
+    assert "early stopping watches the training loss" in caplog.text
+    validated = fit(panel, config(train={"max_epochs": 2}), FREQ)
+    assert validated.n_val_windows > 0 and validated.stopped_on == "validation"
