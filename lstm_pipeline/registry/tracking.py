@@ -78,6 +78,18 @@ _SERVING_FILE = Path(__file__).resolve().with_name("serving.py")
 # The served model fits its statistical members with statsforecast wherever it is loaded.
 _RUNTIME_PACKAGES = ("torch", "pandas", "numpy", "pydantic", "pyyaml", "mlflow", "statsforecast")
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# What the registered model's page says about every version.
+MODEL_DESCRIPTION = (
+    "Rolling forecasts of every series in the lake, `horizon` periods ahead, with 80 % and 95 % conformal "
+    "intervals. Each version combines a global LSTM with AutoETS and Theta (fitted per series on the history "
+    "it is given) with equal weights, or serves a smaller combination or one member when the backtest says "
+    "so clearly; its description says which, with every member's score.\n\n"
+    "**How versions are judged.** Each version is scored on the same rolling-origin backtest windows as "
+    "seasonal naive, every statistical member and the current `@champion`, every score out of sample for the "
+    "model that produced it; it becomes `@champion` only when its MASE beats seasonal naive and the champion "
+    "(or, with no champion, the best forecast without the LSTM, which is served meanwhile). `@challenger` is "
+    "the newest version. Roll back with `lstm-pipeline rollback [VERSION]` or by moving `@champion` here."
+)
 # Errors that retrying cannot fix.
 # ENDPOINT_NOT_FOUND: an HTTP 404 without MLflow's JSON, i.e. the URI names another service.
 _PERMANENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "NOT_FOUND",
@@ -271,7 +283,8 @@ class Registry:
         """A new version of the model logged by ``run``, born with its tags and description,
         and ``promotion=pending`` until :meth:`move_aliases` has moved its aliases."""
         try:
-            self._call("create the registered model", self.client.create_registered_model, self.name)
+            self._call("create the registered model", self.client.create_registered_model, self.name,
+                       description=MODEL_DESCRIPTION)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
