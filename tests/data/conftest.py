@@ -36,7 +36,8 @@ def _cfg(tmp: Path, **registry: object) -> PipelineConfig:
         "window": {"lookback": 24, "horizon": 12},
         "model": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0},
         "train": {"max_epochs": 6, "patience": 4, "batch_size": 64, "ensemble": 1},
-        "backtest": {"n_windows": 1, "step": 12},
+        "backtest": {"n_windows": 1, "step": 12, "statistical_baselines": False},
+        "combine": {"members": ["lstm"]},
         "registry": {"cache_dir": str(tmp / "copies"), **registry},
     }, environ={})
 

@@ -42,6 +42,8 @@ TINY = {
     "model": {"hidden_size": 16, "num_layers": 1},
     "train": {"max_epochs": 30, "patience": 30, "batch_size": 32, "finetune_epochs": 20, "ensemble": 1},
     "backtest": {"n_windows": 1, "statistical_baselines": False},
+    # The LSTM served alone: these tests follow an LSTM champion (the combination: test_forecast_that_ships).
+    "combine": {"members": ["lstm"]},
     # Faults should end in seconds, not minutes.
     "registry": {"max_wait_s": 6, "request_timeout_s": 3},
 }

@@ -67,7 +67,9 @@ def three_trainings(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory
         "lake": {"root": str(tmp / "lake")},
         "model": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0},
         "train": {"max_epochs": 15, "patience": 8, "batch_size": 64, "finetune_epochs": 5, "ensemble": 2},
-        "backtest": {"n_windows": 2, "step": 12},
+        "backtest": {"n_windows": 2, "step": 12, "statistical_baselines": False},
+        # The LSTM served alone: these tests follow an LSTM champion.
+        "combine": {"members": ["lstm"]},
         "registry": {"tracking_uri": mlflow_server},
     })
     full = trend_seasonal(n_series=8, n=120)
