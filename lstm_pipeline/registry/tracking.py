@@ -134,23 +134,27 @@ class Registry:
         # Our own retries bound the waiting; MLflow's would add minutes per call.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(int(cfg.request_timeout_s), 1)))
-        self.client = MlflowClient(self.uri, self.uri)
         self._waited = 0.0
         self.cache = ModelCache(cache_dir(cfg, lake_root, self.uri))
         if self.uri.startswith("sqlite:///"):
-            self._create_sqlite_store(Path(self.uri.removeprefix("sqlite:///")))
+            self.client = self._create_sqlite_store(Path(self.uri.removeprefix("sqlite:///")))
+        else:
+            self.client = MlflowClient(self.uri, self.uri)
 
-    def _create_sqlite_store(self, db: Path) -> None:
-        """Create (or migrate) a local SQLite store under a file lock: two processes doing it
-        at once would both try to create the same tables."""
+    def _create_sqlite_store(self, db: Path) -> MlflowClient:
+        """A client of a local SQLite store, created (or migrated) under a file lock: two
+        processes doing it at once would both try to create the same tables. The client is
+        made under the lock too: making one already creates the tables."""
         db.parent.mkdir(parents=True, exist_ok=True)
         with open(db.with_name(db.name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                self._call("open the store", self.client.search_experiments, max_results=1)
-                self._call("open the registry", self.client.search_registered_models, max_results=1)
+                client = MlflowClient(self.uri, self.uri)
+                self._call("open the store", client.search_experiments, max_results=1)
+                self._call("open the registry", client.search_registered_models, max_results=1)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+        return client
 
     @cached_property
     def experiment_id(self) -> str:
