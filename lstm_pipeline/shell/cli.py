@@ -400,6 +400,7 @@ def _interruptible(cfg: PipelineConfig, stage: str | None) -> Iterator[None]:
                 interrupts.cancel_unfinished_promotions(cfg, started, interruption(exc))
             during = f"run: {exc.stage}" if stage is None and hasattr(exc, "stage") else stage or "run"
             typer.secho(f"{during} {interruption(exc)}", fg="yellow", err=True)
+            interrupts.exit_soon(interrupts.exit_code(exc))
             raise typer.Exit(interrupts.exit_code(exc)) from None
 
 

@@ -16,6 +16,7 @@ ignored) still stops on it.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ from lstm_pipeline.errors import Interrupted
 if TYPE_CHECKING:
     from lstm_pipeline.config import PipelineConfig
 
-__all__ = ["SIGNALS", "cancel_unfinished_promotions", "exit_code", "ignoring_signals", "raising_signals"]
+__all__ = [
+    "SIGNALS", "cancel_unfinished_promotions", "exit_code", "exit_soon", "ignoring_signals", "raising_signals",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +101,15 @@ def cancel_unfinished_promotions(cfg: PipelineConfig, since: datetime, why: str)
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signum)
+
+
+def exit_soon(code: int, grace_s: float = 10.0) -> None:
+    """End the process with ``code`` after ``grace_s`` seconds if it has not ended by then.
+
+    An interrupted command records what it must and exits; a library thread that the signal
+    caught half-started (MLflow's download pool, for one) would otherwise keep the
+    interpreter waiting on it at exit. A daemon timer never holds the exit up itself.
+    """
+    timer = threading.Timer(grace_s, os._exit, args=(code,))
+    timer.daemon = True
+    timer.start()
