@@ -84,7 +84,7 @@ def cancel_unfinished_promotions(cfg: PipelineConfig, since: datetime, why: str)
         uri = resolve_tracking_uri(cfg.registry, cfg.lake.root)
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
             return []  # no store yet: nothing was registered
-        registry = Registry(cfg.registry.model_copy(update={"max_wait_s": min(cfg.registry.max_wait_s, 10.0)}),
+        registry = Registry(cfg.registry.model_copy(update={"max_wait_s": min(cfg.registry.max_wait_s, 30.0)}),
                             cfg.lake.root)
         cancelled = []
         for version in registry.versions():
