@@ -210,11 +210,8 @@ def develop(
     # gate refuses the version naming the member and epoch (training.py).
     lstm_ok = not any(m.diverged for m in evaluation)
     extra = others(cutoffs) if callable(others) else dict(others or {})
-    combos = {choice_name(c.split("+")): weights_of(c) for c in choices(cfg) if "+" in c}
-    without_lstm = [m for m in cfg.combine.members if m != members.LSTM]
-    if members.LSTM in cfg.combine.members and len(without_lstm) > 1:
-        combos[choice_name(without_lstm)] = members.equal_weights(without_lstm)
-    combos.update(combinations or {})
+    # Every subset's combination (the one without the LSTM among them), and the champion's.
+    combos = {c: weights_of(c) for c in choices(cfg) if "+" in c} | dict(combinations or {})
     # Every statistical model a forecast here needs, fitted once per window.
     needed = [*cfg.combine.members, *comparators(cfg), *(m for w in combos.values() for m in w)]
     local = [m for m in dict.fromkeys(needed) if m in members.STATISTICAL or m in NAIVE]
