@@ -280,8 +280,10 @@ def test_a_version_registered_but_not_promoted_before_the_signal_is_not_promoted
 
     lake = tmp_path / "lake"
     lake.mkdir()
-    cfg = load_config(overrides={"lake": {"root": str(lake)}}, environ={})
-    client = MlflowClient(f"sqlite:///{lake / 'mlflow.db'}")
+    uri = f"sqlite:///{lake / 'mlflow.db'}"
+    # The store named outright: an MLFLOW_TRACKING_URI another test left in this process must not count.
+    cfg = load_config(overrides={"lake": {"root": str(lake)}, "registry": {"tracking_uri": uri}}, environ={})
+    client = MlflowClient(uri)
     client.create_registered_model("lstm-forecaster")
     source = tmp_path / "model"
     source.mkdir()
