@@ -25,6 +25,22 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
+_MLFLOW_URIS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True)
+def _no_mlflow_uri_leaks() -> Any:
+    """MLflow's fluent API writes its URIs into ``os.environ``; a test that leaves them there
+    would point every later test's stores (and the CLI processes they start) at its own."""
+    saved = {key: os.environ.get(key) for key in _MLFLOW_URIS}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "monthly_sample.csv"
 

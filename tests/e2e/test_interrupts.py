@@ -103,7 +103,7 @@ def pending_promotions(lake: Path) -> list[str]:
     from mlflow import MlflowClient
 
     db = lake / "mlflow.db"
-    versions = MlflowClient(f"sqlite:///{db}").search_model_versions("name = 'lstm-forecaster'") if db.exists() else []
+    versions = MlflowClient(f"sqlite:///{db}", f"sqlite:///{db}").search_model_versions("name = 'lstm-forecaster'") if db.exists() else []
     return [v.version for v in versions if v.tags.get("promotion") == "pending"]
 
 
@@ -114,7 +114,7 @@ def registry_state(lake: Path) -> tuple[list[int], dict[str, str], list[str]]:
     db = lake / "mlflow.db"
     if not db.exists():
         return [], {}, []
-    client = MlflowClient(f"sqlite:///{db}")
+    client = MlflowClient(f"sqlite:///{db}", f"sqlite:///{db}")
     versions = client.search_model_versions("name = 'lstm-forecaster'")
     aliases: dict[str, str] = {}
     for v in versions:
@@ -283,7 +283,7 @@ def test_a_version_registered_but_not_promoted_before_the_signal_is_not_promoted
     uri = f"sqlite:///{lake / 'mlflow.db'}"
     # The store named outright: an MLFLOW_TRACKING_URI another test left in this process must not count.
     cfg = load_config(overrides={"lake": {"root": str(lake)}, "registry": {"tracking_uri": uri}}, environ={})
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, uri)  # the registry too: the process-wide default may name another store
     client.create_registered_model("lstm-forecaster")
     source = tmp_path / "model"
     source.mkdir()
